@@ -1,0 +1,3 @@
+from dfl.cli import main
+
+main()

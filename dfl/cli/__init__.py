@@ -1,0 +1,76 @@
+"""``dfl``: one subcommand per DeepFaceLab step.
+
+The commands are thin: parse options, call one function of the core, print a one-line summary.  Each
+area keeps its commands in a module of this package (``frames``, ``extract``, ``train``, ``merge``, ...),
+registered on the one group below.  A :class:`~dfl.errors.DflError` becomes one line on stderr and
+exit code 1; Ctrl+C exits with 130 after the core has saved what it must.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from dfl import __version__
+from dfl.errors import DflError
+
+# Modules that add commands to ``cli``; each is imported if present so areas land independently.
+COMMAND_MODULES = ("frames", "demo", "extract", "faceset", "train", "merge")
+
+
+class DflGroup(click.Group):
+    """Lists commands in workflow order (as added) rather than alphabetically."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+@click.group(cls=DflGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="dfl")
+def cli() -> None:
+    """DeepFaceLab's face-swap workflow.  Steps, in order:
+
+    \b
+    1  dfl clear                  empty the workspace's generated folders
+    2  dfl extract-frames src     data_src.mp4 -> data_src/*.png
+    3  dfl extract-frames dst     data_dst.mp4 -> data_dst/*.png
+    4  dfl extract-faces src      faces of data_src -> data_src/aligned
+    5  dfl extract-faces dst      faces of data_dst -> data_dst/aligned
+    6  dfl train                  learn the swap (SAEHD, AMP, Quick96)
+    7  dfl merge                  put the learned face into data_dst/merged
+    8  dfl video                  data_dst/merged -> result.mp4 with the dst's audio
+
+    Every command works on ./workspace unless --workspace or $DFL_WORKSPACE says otherwise.
+    """
+
+
+for _name in COMMAND_MODULES:
+    try:
+        importlib.import_module(f"dfl.cli.{_name}")
+    except ModuleNotFoundError as exc:  # an area that has not landed yet
+        if exc.name != f"dfl.cli.{_name}":
+            raise
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the group and turn user errors into one line."""
+    try:
+        cli.main(args=argv, prog_name="dfl", standalone_mode=False)
+    except DflError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        sys.exit(1)

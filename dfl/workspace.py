@@ -1,0 +1,116 @@
+"""The layout of one workspace folder, in one place.
+
+DeepFaceLab users know this layout by heart; every step finds its inputs and outputs here, and every
+CLI option that names a path only overrides one of these defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from dfl.errors import DflError
+
+Side = Literal["src", "dst"]
+SIDES: tuple[Side, Side] = ("src", "dst")
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+ENV_VAR = "DFL_WORKSPACE"
+
+
+def default_workspace() -> Path:
+    """``$DFL_WORKSPACE`` if set, else ``./workspace``."""
+    return Path(os.environ.get(ENV_VAR) or "workspace")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths of a workspace rooted at ``root``.  Creating one touches nothing on disk."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).expanduser().absolute())
+
+    # -- folders ---------------------------------------------------------------------------------
+    def frames_dir(self, side: Side) -> Path:
+        return self.root / f"data_{side}"
+
+    def aligned_dir(self, side: Side) -> Path:
+        return self.frames_dir(side) / "aligned"
+
+    def debug_dir(self, side: Side) -> Path:
+        return self.frames_dir(side) / "aligned_debug"
+
+    @property
+    def data_src(self) -> Path:
+        return self.frames_dir("src")
+
+    @property
+    def data_dst(self) -> Path:
+        return self.frames_dir("dst")
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def merged_dir(self) -> Path:
+        return self.data_dst / "merged"
+
+    @property
+    def merged_mask_dir(self) -> Path:
+        return self.data_dst / "merged_mask"
+
+    @property
+    def result(self) -> Path:
+        return self.root / "result.mp4"
+
+    @property
+    def result_mask(self) -> Path:
+        return self.root / "result_mask.mp4"
+
+    # -- videos ----------------------------------------------------------------------------------
+    def video(self, side: Side) -> Path | None:
+        """``data_<side>.*`` with a video extension, or None.  mp4 wins when several exist."""
+        found = [p for p in sorted(self.root.glob(f"data_{side}.*")) if p.suffix.lower() in VIDEO_EXTENSIONS]
+        found.sort(key=lambda p: (p.suffix.lower() != ".mp4", p.name))
+        return found[0] if found else None
+
+    def require_video(self, side: Side) -> Path:
+        video = self.video(side)
+        if video is None:
+            raise DflError(f"{self.root / f'data_{side}.mp4'}: no data_{side} video in the workspace")
+        return video
+
+    # -- checks ----------------------------------------------------------------------------------
+    def check_usable(self) -> None:
+        """Raise a one-line DflError when the root exists but is not a folder."""
+        if self.root.exists() and not self.root.is_dir():
+            raise DflError(f"{self.root}: workspace path is a file, not a folder")
+
+    def generated_dirs(self) -> list[Path]:
+        """Folders the steps create; ``dfl clear`` empties exactly these (and result videos)."""
+        return [
+            self.aligned_dir("src"), self.debug_dir("src"), self.aligned_dir("dst"), self.debug_dir("dst"),
+            self.merged_dir, self.merged_mask_dir, self.model_dir, self.data_src, self.data_dst,
+        ]
+
+    def looks_like_workspace(self) -> bool:
+        """True when the folder holds at least one thing a workspace has and nothing proves otherwise.
+
+        ``dfl clear`` refuses anything else, so pointing it at a home folder or a project deletes nothing.
+        """
+        if not self.root.is_dir():
+            return False
+        markers = [self.data_src, self.data_dst, self.model_dir, self.result]
+        return any(m.exists() for m in markers) or self.video("src") is not None or self.video("dst") is not None
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files of ``folder`` (not recursive), sorted by name (frames are zero-padded)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
