@@ -1,0 +1,186 @@
+"""Steps 1-3 and 8: clear the workspace, video -> frames, cut, denoise, merged frames -> video."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from dfl import clear as clearing
+from dfl import video as vid
+from dfl.cli import cli
+from dfl.cli.options import side_argument, workspace_option
+from dfl.errors import DflError
+from dfl.workspace import Workspace, list_images
+
+
+def _interactive() -> bool:
+    """A person can answer a prompt (stdin is a terminal); otherwise prompts would hang or read garbage."""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except Exception:  # noqa: BLE001 - a replaced/closed stdin is not a person
+        return False
+
+
+def _rate(fps: float) -> str:
+    return "full rate" if not fps else f"{fps:g} fps"
+
+
+@cli.command("clear")
+@workspace_option
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--videos", is_flag=True, help="Also delete the data_src.* and data_dst.* videos.")
+def clear_command(workspace: Workspace, yes: bool, videos: bool) -> None:
+    """Step 1: clear workspace.
+
+    Deletes what the steps generated: frames in data_src/ and data_dst/, their aligned/ and aligned_debug/
+    faces, merged/ and merged_mask/, model/, result.mp4 and result_mask.mp4.  The data_src.* and data_dst.*
+    videos are kept unless --videos.  Refuses a folder that does not look like a workspace.
+    """
+    targets = clearing.clear_targets(workspace, videos=videos)
+    if not targets:
+        click.echo(f"clear: {workspace.root} has nothing to clear")
+        return
+    if not yes:
+        names = ", ".join(p.name + ("/" if p.is_dir() and not p.is_symlink() else "") for p in targets)
+        if not _interactive():
+            raise DflError(f"{workspace.root}: would delete {names}; pass --yes to confirm without a prompt")
+        if not click.confirm(f"Delete {names} in {workspace.root}?", default=False):
+            click.echo("clear: nothing deleted")
+            return
+    removed = clearing.clear_workspace(workspace, videos=videos)
+    click.echo(f"clear: removed {len(removed)} item(s) from {workspace.root}")
+
+
+@cli.command("extract-frames")
+@side_argument
+@workspace_option
+@click.option("--input", "-i", "input_path", type=click.Path(path_type=Path), default=None,
+              help="Video to read instead of the workspace's data_<side>.* video.")
+@click.option("--output", "-o", "output_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder for the frames instead of data_<side>/.")
+@click.option("--fps", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Frames per second of video to extract; 0 = every frame (the video's own rate).")
+@click.option("--format", "fmt", type=click.Choice(["png", "jpg"]), default="png", show_default=True,
+              help="png is lossless; jpg (best quality) is about 10x smaller and faster to write.")
+@click.option("--overwrite", is_flag=True, help="Replace frames already in the folder without asking.")
+def extract_frames_command(side: str, workspace: Workspace, input_path: Path | None, output_dir: Path | None,
+                           fps: float, fmt: str, overwrite: bool) -> None:
+    """Steps 2 and 3: extract images from video data_src / data_dst.
+
+    Writes numbered frames (00001.png, ...) into data_src/ or data_dst/, upright even for phone videos
+    stored sideways.  Use the full frame rate for dst: every dst frame is merged.
+    """
+    video = input_path if input_path is not None else workspace.require_video(side)  # type: ignore[arg-type]
+    out = output_dir if output_dir is not None else workspace.frames_dir(side)  # type: ignore[arg-type]
+    info = vid.probe(video)
+    existing = list_images(out) if out.is_dir() else []
+    if existing and not overwrite:
+        if not _interactive():
+            raise DflError(f"{out}: already holds {len(existing)} frames; pass --overwrite to replace them")
+        if not click.confirm(f"{out} already holds {len(existing)} frames. Delete them and extract again?",
+                             default=False):
+            click.echo(f"extract-frames {side}: kept the existing frames")
+            return
+        overwrite = True
+    n = vid.extract_frames(info.path, out, fps=fps, fmt=fmt, overwrite=overwrite,
+                           desc=f"Extracting {info.path.name}")
+    click.echo(f"extract-frames {side}: {n} frames ({fmt}, {_rate(fps)}, {info.width}x{info.height}) -> {out}")
+
+
+@cli.command("cut-video")
+@click.argument("target", default="dst", metavar="[src|dst|VIDEO]")
+@workspace_option
+@click.option("--from", "start", default=None, help="Start time: seconds or HH:MM:SS.mmm (default: start).")
+@click.option("--to", "end", default=None, help="End time: seconds or HH:MM:SS.mmm (default: end).")
+@click.option("--audio-track", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Which audio track to keep (0 = first).")
+@click.option("--bitrate", type=click.FloatRange(min=0.1), default=vid.DEFAULT_CUT_BITRATE_MBPS,
+              show_default=True, help="Video bitrate in Mbit/s.")
+@click.option("--codec", default="libx264", show_default=True, help="ffmpeg video encoder.")
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
+              help="Output file (default: <video>_cut.<ext> next to it).")
+def cut_video_command(target: str, workspace: Workspace, start: str | None, end: str | None, audio_track: int,
+                      bitrate: float, codec: str, output: Path | None) -> None:
+    """Step 3: cut video.
+
+    Re-encodes a part of data_dst.* (or data_src.*, or any VIDEO) to <name>_cut.<ext>, keeping one audio
+    track.  Rename the cut to data_dst.mp4 to work on it.
+    """
+    video = workspace.require_video(target) if target in ("src", "dst") else Path(target)  # type: ignore[arg-type]
+    written = vid.cut_video(video, output, start=start, end=end, audio_track=audio_track, bitrate=bitrate,
+                            codec=codec)
+    info = vid.probe(written)
+    click.echo(f"cut-video: {Path(video).name} [{start or 'start'} .. {end or 'end'}] -> {written} "
+               f"({info.duration or 0:.3f} s)")
+
+
+@cli.command("denoise-frames")
+@click.argument("side", default="dst", type=click.Choice(["src", "dst"]))
+@workspace_option
+@click.option("--input", "-i", "folder", type=click.Path(path_type=Path), default=None,
+              help="Frames folder instead of data_<side>/.")
+@click.option("--factor", type=click.IntRange(1, 20), default=vid.DEFAULT_DENOISE_FACTOR, show_default=True,
+              help="Denoise strength, 1..20.")
+def denoise_frames_command(side: str, workspace: Workspace, folder: Path | None, factor: int) -> None:
+    """Step 3 (optional): denoise data_dst images.
+
+    Smooths noise and pixel shake over time (ffmpeg hqdn3d) in the extracted frames, in place; a failure
+    leaves every frame as it was.  Run it before extracting faces.
+    """
+    folder = folder if folder is not None else workspace.frames_dir(side)  # type: ignore[arg-type]
+    n = vid.denoise_frames(folder, factor, desc=f"Denoising {folder.name}")
+    click.echo(f"denoise-frames {side}: {n} frames denoised (factor {factor}) in {folder}")
+
+
+@cli.command("video")
+@workspace_option
+@click.option("--input", "-i", "frames_dir", type=click.Path(path_type=Path), default=None,
+              help="Merged frames folder (default data_dst/merged/).")
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
+              help="Output video (default result.mp4).")
+@click.option("--reference", type=click.Path(path_type=Path), default=None,
+              help="Video giving the frame rate and audio (default data_dst.*).")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Frame rate; default that of the reference video.")
+@click.option("--bitrate", type=click.FloatRange(min=0.1), default=vid.DEFAULT_BITRATE_MBPS, show_default=True,
+              help="Video bitrate in Mbit/s (ignored with --lossless).")
+@click.option("--lossless", is_flag=True, help="Lossless encoding (large files), e.g. for further editing.")
+@click.option("--codec", default="libx264", show_default=True, help="ffmpeg video encoder (libx264, libx265, ...).")
+@click.option("--audio/--no-audio", default=True, show_default=True, help="Copy the reference's audio track.")
+@click.option("--mask/--no-mask", default=True, show_default=True,
+              help="Also write result_mask.mp4 from data_dst/merged_mask/ when it holds frames.")
+def video_command(workspace: Workspace, frames_dir: Path | None, output: Path | None, reference: Path | None,
+                  fps: float | None, bitrate: float, lossless: bool, codec: str, audio: bool, mask: bool) -> None:
+    """Step 8: merged to mp4.
+
+    Encodes data_dst/merged/ into result.mp4 at the frame rate of data_dst.*, with its audio, and
+    data_dst/merged_mask/ into result_mask.mp4 when that folder holds frames.
+    """
+    frames_dir = frames_dir if frames_dir is not None else workspace.merged_dir
+    output = output if output is not None else workspace.result
+    if not list_images(frames_dir):
+        raise DflError(f"{frames_dir}: no merged frames; run the merge step first" if frames_dir.is_dir()
+                       else f"{frames_dir}: frames folder does not exist; run the merge step first")
+    ref = reference if reference is not None else workspace.video("dst")
+    rate: object = fps
+    if ref is not None:
+        info = vid.probe(ref)
+        rate = fps if fps is not None else info.fps
+    elif fps is None:
+        raise DflError(f"{workspace.root / 'data_dst.mp4'}: no data_dst video to take the frame rate from; "
+                       "pass --fps")
+    n = vid.frames_to_video(frames_dir, output, fps=rate, audio_from=ref if audio else None, bitrate=bitrate,
+                            codec=codec, lossless=lossless, desc=f"Writing {output.name}")
+    out_info = vid.probe(output)
+    expected = info.estimated_frames if ref is not None else None
+    if expected is not None and abs(n - expected) > 1:
+        click.echo(f"video: note: {n} merged frames but {ref.name} has about {expected}; the result is "
+                   f"{'shorter' if n < expected else 'longer'} than it", err=True)
+    click.echo(f"video: {n} frames at {float(out_info.fps):g} fps{' with audio' if out_info.has_audio else ''}"
+               f"{' (lossless)' if lossless else ''} -> {output}")
+    if mask and frames_dir == workspace.merged_dir and list_images(workspace.merged_mask_dir):
+        n_mask = vid.frames_to_video(workspace.merged_mask_dir, workspace.result_mask, fps=rate, bitrate=bitrate,
+                                     codec=codec, lossless=lossless, desc=f"Writing {workspace.result_mask.name}")
+        click.echo(f"video: {n_mask} mask frames -> {workspace.result_mask}")

@@ -1,0 +1,6 @@
+@echo off
+rem DeepFaceLab step 2_extract_images_from_video_data_src: runs dfl on the workspace next to this folder (%DFL_WORKSPACE% overrides it).
+setlocal
+if not defined DFL_WORKSPACE set "DFL_WORKSPACE=%~dp0..\workspace"
+dfl extract-frames src %*
+if errorlevel 1 pause
