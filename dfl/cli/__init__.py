@@ -36,12 +36,14 @@ def cli() -> None:
     1  dfl clear                  empty the workspace's generated folders
     2  dfl extract-frames src     data_src.mp4 -> data_src/*.png
     3  dfl extract-frames dst     data_dst.mp4 -> data_dst/*.png
+       dfl cut-video / denoise-frames   optional: trim data_dst.mp4, denoise frames
     4  dfl extract-faces src      faces of data_src -> data_src/aligned
     5  dfl extract-faces dst      faces of data_dst -> data_dst/aligned
     6  dfl train                  learn the swap (SAEHD, AMP, Quick96)
     7  dfl merge                  put the learned face into data_dst/merged
     8  dfl video                  data_dst/merged -> result.mp4 with the dst's audio
 
+    dfl demo writes a demo workspace (no download needed); dfl faceset info shows faces' metadata.
     Every command works on ./workspace unless --workspace or $DFL_WORKSPACE says otherwise.
     """
 
