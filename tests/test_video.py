@@ -168,6 +168,7 @@ def test_video_matches_dst_frames_duration_and_audio(demo_frames_session: Worksp
     assert abs(vid.count_frames(ws.result) - vid.count_frames(dst.path)) <= 1
     assert abs(out.duration - dst.duration) <= 1 / 25 + 1e-6
     assert out.has_audio and out.fps == dst.fps and (out.width, out.height) == (384, 288)
+    assert "synthetic face" in out.metadata.get("comment", "")  # AI-modified mark, on by default
     assert not ws.result_mask.exists()
     assert not [p for p in ws.root.iterdir() if p.name.startswith(".")]
 
@@ -182,6 +183,9 @@ def test_video_lossless_writes_mask_video(demo_frames_session: Workspace, copy_w
     assert res.code == 0, res.err
     assert vid.count_frames(ws.result) == 10 and vid.count_frames(ws.result_mask) == 10
     assert not vid.probe(ws.result_mask).has_audio
+    res = dfl_run("video", "-w", ws.root, "--lossless", "--no-label", "--no-mask")
+    assert res.code == 0, res.err
+    assert "synthetic" not in vid.probe(ws.result).metadata.get("comment", "")
     # lossless: the decoded frame is (nearly: yuv420p chroma) the merged frame
     cap = cv2.VideoCapture(str(ws.result))
     ok, decoded = cap.read()

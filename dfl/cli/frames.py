@@ -12,6 +12,7 @@ from dfl import video as vid
 from dfl.cli import cli
 from dfl.cli.options import side_argument, workspace_option
 from dfl.errors import DflError
+from dfl.imageops.synthetic_label import video_metadata
 from dfl.workspace import Workspace, list_images
 
 
@@ -151,8 +152,11 @@ def denoise_frames_command(side: str, workspace: Workspace, folder: Path | None,
 @click.option("--audio/--no-audio", default=True, show_default=True, help="Copy the reference's audio track.")
 @click.option("--mask/--no-mask", default=True, show_default=True,
               help="Also write result_mask.mp4 from data_dst/merged_mask/ when it holds frames.")
+@click.option("--label/--no-label", default=True, show_default=True,
+              help="Tag the video as AI-modified (a container comment naming dfl and 'synthetic face').")
 def video_command(workspace: Workspace, frames_dir: Path | None, output: Path | None, reference: Path | None,
-                  fps: float | None, bitrate: float, lossless: bool, codec: str, audio: bool, mask: bool) -> None:
+                  fps: float | None, bitrate: float, lossless: bool, codec: str, audio: bool, mask: bool,
+                  label: bool) -> None:
     """Step 8: merged to mp4.
 
     Encodes data_dst/merged/ into result.mp4 at the frame rate of data_dst.*, with its audio, and
@@ -171,8 +175,9 @@ def video_command(workspace: Workspace, frames_dir: Path | None, output: Path | 
     elif fps is None:
         raise DflError(f"{workspace.root / 'data_dst.mp4'}: no data_dst video to take the frame rate from; "
                        "pass --fps")
+    metadata = video_metadata() if label else None
     n = vid.frames_to_video(frames_dir, output, fps=rate, audio_from=ref if audio else None, bitrate=bitrate,
-                            codec=codec, lossless=lossless, desc=f"Writing {output.name}")
+                            codec=codec, lossless=lossless, desc=f"Writing {output.name}", metadata=metadata)
     out_info = vid.probe(output)
     expected = info.estimated_frames if ref is not None else None
     if expected is not None and abs(n - expected) > 1:
@@ -182,5 +187,6 @@ def video_command(workspace: Workspace, frames_dir: Path | None, output: Path | 
                f"{' (lossless)' if lossless else ''} -> {output}")
     if mask and frames_dir == workspace.merged_dir and list_images(workspace.merged_mask_dir):
         n_mask = vid.frames_to_video(workspace.merged_mask_dir, workspace.result_mask, fps=rate, bitrate=bitrate,
-                                     codec=codec, lossless=lossless, desc=f"Writing {workspace.result_mask.name}")
+                                     codec=codec, lossless=lossless, desc=f"Writing {workspace.result_mask.name}",
+                                     metadata=metadata)
         click.echo(f"video: {n_mask} mask frames -> {workspace.result_mask}")
