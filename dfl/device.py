@@ -27,8 +27,16 @@ def pick_device(name: str = "auto") -> torch.device:
     return dev
 
 
+def available_cores() -> int:
+    """Cores this process may run on (taskset and container limits count, unlike ``os.cpu_count``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
 def use_all_cores() -> int:
     """Give torch's intra-op pool every core (respecting ``OMP_NUM_THREADS`` when the user set it)."""
     if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        torch.set_num_threads(available_cores())
     return torch.get_num_threads()

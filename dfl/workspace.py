@@ -32,7 +32,7 @@ class Workspace:
     root: Path
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root).expanduser().absolute())
+        object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
 
     # -- folders ---------------------------------------------------------------------------------
     def frames_dir(self, side: Side) -> Path:
