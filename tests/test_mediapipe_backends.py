@@ -222,4 +222,4 @@ def test_dlib_faces_recall_and_landmarks(detector: BlazeFaceDetector, landmarker
     gts = [g for f in files for n, _, g in refs if n == f]
     errs = [_norm_error(p, g) for p, g in zip(preds, gts)]
     print(f"dlib_faces testing landmark error vs dlib: mean {np.mean(errs):.4f} over {len(errs)} faces")
-    assert np.mean(errs) < 0.06
+    assert np.mean(errs) < 0.055  # 4.8% at present
