@@ -1,0 +1,142 @@
+"""AMP ("amplifier"): DFL's morphable model.
+
+One encoder (5 downscales, residual blocks, pixel norm, a dense to ae_dims), two inters
+(``inter_src``, ``inter_dst``: ae_dims -> inter_dims maps at resolution/32) and one decoder.
+In training the src code mixes the two inters channel-wise with a random mask holding exactly
+``int(inter_dims * morph_factor)`` channels of ``inter_src``; at swap time the first
+``int(inter_dims * morph_value)`` channels come from ``inter_src`` and the rest from ``inter_dst``.
+As in DFL, only the encoder and the decoder are optimised; the inters keep their initial projection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from dfl.errors import DflError
+from dfl.models.base import SwapModel
+from dfl.models.blocks import Downscale, ResidualBlock, Upscale, conv2d, dense, depth_to_space, pixel_norm
+
+
+class AMPEncoder(nn.Module):
+    def __init__(self, resolution: int, e_dims: int, ae_dims: int) -> None:
+        super().__init__()
+        self.down1 = Downscale(3, e_dims, 5)
+        self.res1 = ResidualBlock(e_dims)
+        self.down2 = Downscale(e_dims, e_dims * 2, 5)
+        self.down3 = Downscale(e_dims * 2, e_dims * 4, 5)
+        self.down4 = Downscale(e_dims * 4, e_dims * 8, 5)
+        self.down5 = Downscale(e_dims * 8, e_dims * 8, 5)
+        self.res5 = ResidualBlock(e_dims * 8)
+        self.dense1 = dense((resolution // 32) ** 2 * e_dims * 8, ae_dims)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.res1(self.down1(x))
+        x = self.down4(self.down3(self.down2(x)))
+        x = self.res5(self.down5(x))
+        return self.dense1(pixel_norm(torch.flatten(x, 1), -1))
+
+
+class AMPInter(nn.Module):
+    def __init__(self, ae_dims: int, inter_dims: int, inter_res: int) -> None:
+        super().__init__()
+        self.inter_dims, self.inter_res = inter_dims, inter_res
+        self.dense2 = dense(ae_dims, inter_res * inter_res * inter_dims)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dense2(x).reshape(-1, self.inter_dims, self.inter_res, self.inter_res)
+
+
+class AMPDecoder(nn.Module):
+    def __init__(self, inter_dims: int, d_dims: int, d_mask_dims: int) -> None:
+        super().__init__()
+        self.upscale0 = Upscale(inter_dims, d_dims * 8)
+        self.upscale1 = Upscale(d_dims * 8, d_dims * 8)
+        self.upscale2 = Upscale(d_dims * 8, d_dims * 4)
+        self.upscale3 = Upscale(d_dims * 4, d_dims * 2)
+        self.res0 = ResidualBlock(d_dims * 8)
+        self.res1 = ResidualBlock(d_dims * 8)
+        self.res2 = ResidualBlock(d_dims * 4)
+        self.res3 = ResidualBlock(d_dims * 2)
+        self.upscalem0 = Upscale(inter_dims, d_mask_dims * 8)
+        self.upscalem1 = Upscale(d_mask_dims * 8, d_mask_dims * 8)
+        self.upscalem2 = Upscale(d_mask_dims * 8, d_mask_dims * 4)
+        self.upscalem3 = Upscale(d_mask_dims * 4, d_mask_dims * 2)
+        self.upscalem4 = Upscale(d_mask_dims * 2, d_mask_dims)
+        self.out_convm = conv2d(d_mask_dims, 1, 1)
+        self.out_conv = conv2d(d_dims * 2, 3, 1)
+        self.out_conv1 = conv2d(d_dims * 2, 3, 3)
+        self.out_conv2 = conv2d(d_dims * 2, 3, 3)
+        self.out_conv3 = conv2d(d_dims * 2, 3, 3)
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        x = self.res0(self.upscale0(z))
+        x = self.res1(self.upscale1(x))
+        x = self.res2(self.upscale2(x))
+        x = self.res3(self.upscale3(x))
+        x = torch.cat((self.out_conv(x), self.out_conv1(x), self.out_conv2(x), self.out_conv3(x)), 1)
+        x = torch.sigmoid(depth_to_space(x, 2))
+        m = self.upscalem4(self.upscalem3(self.upscalem2(self.upscalem1(self.upscalem0(z)))))
+        return x, torch.sigmoid(self.out_convm(m))
+
+
+class AMPModel(SwapModel):
+    model_type = "AMP"
+    network_names = ("encoder", "inter_src", "inter_dst", "decoder")
+
+    def __init__(self, options: dict) -> None:
+        super().__init__(options)
+        res = self.resolution
+        if res % 32 != 0:
+            raise DflError(f"resolution {res}: AMP needs a multiple of 32")
+        ae, inter, e, d, dm = (int(options[k]) for k in ("ae_dims", "inter_dims", "e_dims", "d_dims", "d_mask_dims"))
+        self.inter_dims, self.inter_res = inter, res // 32
+        self.morph_factor = float(options.get("morph_factor", 0.5))
+        self.encoder = AMPEncoder(res, e, ae)
+        self.inter_src = AMPInter(ae, inter, self.inter_res)
+        self.inter_dst = AMPInter(ae, inter, self.inter_res)
+        self.decoder = AMPDecoder(inter, d, dm)
+        self.code_res, self.code_ch = self.inter_res, inter
+
+    def trainable_networks(self, options: dict | None = None) -> list[str]:
+        return ["encoder", "decoder"]
+
+    def _morph_code(self, inter_src_code: Tensor, inter_dst_code: Tensor, morph_value: float) -> Tensor:
+        k = int(self.inter_dims * morph_value)
+        return torch.cat((inter_src_code[:, :k], inter_dst_code[:, k:]), 1)
+
+    def forward_train(self, warped_src: Tensor, warped_dst: Tensor, **kwargs: Any) -> dict[str, Tensor]:
+        n = warped_src.shape[0]
+        code = self.encoder(torch.cat((warped_src, warped_dst), 0))
+        isrc, idst = self.inter_src(code), self.inter_dst(code)
+        # exactly int(inter_dims * morph_factor) channels from inter_src, at random, per sample
+        k = int(self.inter_dims * self.morph_factor)
+        order = torch.rand(n, self.inter_dims, device=code.device).argsort(1)
+        mask = (order < k).to(isrc.dtype)[:, :, None, None]
+        src_code = isrc[:n] * mask + idst[:n] * (1 - mask)
+        dst_code = idst[n:]
+        codes_in = [src_code, dst_code]
+        if kwargs.get("with_swap", True):  # the loss never needs the swap; previews do
+            morph_value = kwargs.get("morph_value")
+            codes_in.append(self._morph_code(isrc[n:], idst[n:], 1.0 if morph_value is None else float(morph_value)))
+        x, m = self.decoder(torch.cat(codes_in, 0))
+        out = dict(
+            src_code=src_code, dst_code=dst_code,
+            pred_src_src=x[:n], pred_src_srcm=m[:n],
+            pred_dst_dst=x[n : 2 * n], pred_dst_dstm=m[n : 2 * n],
+        )
+        if len(codes_in) == 3:
+            out.update(pred_src_dst=x[2 * n :], pred_src_dstm=m[2 * n :])
+        return out
+
+    def swap(self, dst: Tensor, morph_value: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Swap with ``morph_value`` (0..1, DFL's merge-time default 1.0) of inter_src's channels."""
+        mv = 1.0 if morph_value is None else min(1.0, max(0.0, float(morph_value)))
+        code = self.encoder(dst)
+        idst = self.inter_dst(code)
+        src_dst_code = self._morph_code(self.inter_src(code), idst, mv)
+        n = dst.shape[0]
+        x, m = self.decoder(torch.cat((src_dst_code, idst), 0))
+        return x[:n], m[:n], m[n:]

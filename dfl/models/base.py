@@ -1,0 +1,78 @@
+"""The interface every face-swap model offers to the trainer and the merger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+# DFL's short face-type codes as the option stores them.
+FACE_TYPE_CODES = {"h": "half_face", "mf": "midfull_face", "f": "full_face", "wf": "whole_face", "head": "head"}
+
+
+def face_type_from_code(code: str) -> Any:
+    """``FaceType`` for an option code ("f", "wf", ...); the plain name if the faces layer is absent."""
+    name = FACE_TYPE_CODES.get(code, code)
+    try:
+        from dfl.faces.align import FaceType
+    except ImportError:  # the faces layer is built in parallel; keep models importable without it
+        return name
+    return FaceType.from_string(name)
+
+
+class SwapModel(nn.Module):
+    """An autoencoder pair that learns src and dst faces and swaps them.
+
+    Subclasses register their networks as attributes named as DFL names its files (``encoder``,
+    ``inter``, ``decoder_src``, ...), so ``state_dict()`` keys read ``<network>.<param>``.
+    """
+
+    model_type: str = ""
+    network_names: tuple[str, ...] = ()
+
+    def __init__(self, options: dict) -> None:
+        super().__init__()
+        self.options = dict(options)
+        self.resolution = int(options["resolution"])
+        self.face_type = face_type_from_code(str(options["face_type"]))
+
+    @property
+    def networks(self) -> dict[str, nn.Module]:
+        """The networks by DFL's names, in DFL's order."""
+        return {name: getattr(self, name) for name in self.network_names}
+
+    def trainable_networks(self, options: dict | None = None) -> list[str]:
+        """Networks the generator optimiser updates under ``options`` (DFL freezes some in some modes)."""
+        return list(self.network_names)
+
+    def pretrain_reset_networks(self) -> list[str]:
+        """Networks DFL re-initialises when pretraining is switched off (the inters)."""
+        return [n for n in self.network_names if n.startswith("inter")]
+
+    def reinit_networks(self, names: list[str]) -> None:
+        """Fresh DFL-style initialisation (Glorot weights, zero biases) for the named networks."""
+        from dfl.models.blocks import init_glorot
+
+        for name in names:
+            for module in self.networks[name].modules():
+                if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                    init_glorot(module)
+
+    def forward_train(self, warped_src: Tensor, warped_dst: Tensor, **kwargs: Any) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def swap(self, dst: Tensor, morph_value: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """dst NCHW BGR [0,1] -> (pred_src_dst, pred_src_dstm, pred_dst_dstm)."""
+        raise NotImplementedError
+
+    def forward(self, warped_src: Tensor, warped_dst: Tensor) -> dict[str, Tensor]:
+        return self.forward_train(warped_src, warped_dst)
+
+    @torch.no_grad()
+    def preview(self, target_src: Tensor, target_dst: Tensor, morph_value: float | None = None) -> dict[str, Tensor]:
+        """Predictions for DFL's preview grid (src, src recon, dst, dst recon, swap), no gradients."""
+        out = self.forward_train(target_src, target_dst)
+        if morph_value is not None:
+            out["pred_src_dst"], out["pred_src_dstm"], _ = self.swap(target_dst, morph_value)
+        return out

@@ -1,0 +1,126 @@
+"""Building blocks shared by DFL's autoencoders (SAEHD, AMP, Quick96) and discriminators.
+
+The layer shapes, activations and initialisation follow DeepFaceLab's ``leras`` layers so that
+parameter counts, behaviour and intuition carry over:
+
+* convolutions pad symmetrically by ``kernel_size // 2`` (DFL pads explicitly, then runs VALID);
+* weights start Glorot-uniform and biases at zero (TensorFlow's ``get_variable`` default, which
+  DFL's Conv2D/Dense inherit), not torch's Kaiming default;
+* depth-to-space uses TensorFlow's channel order (DCR), which differs from ``nn.PixelShuffle`` (CRD).
+
+Everything works under ``torch.autocast`` and with ``channels_last`` tensors.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def init_glorot(module: nn.Module) -> nn.Module:
+    """Glorot-uniform weights and zero biases, as TF's default initialiser gives DFL's layers."""
+    weight = getattr(module, "weight", None)
+    if weight is not None:
+        nn.init.xavier_uniform_(weight)
+    bias = getattr(module, "bias", None)
+    if bias is not None:
+        nn.init.zeros_(bias)
+    return module
+
+
+def conv2d(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, padding: int | None = None) -> nn.Conv2d:
+    """A Conv2d padded like DFL's ``padding='SAME'`` (``kernel_size // 2`` each side)."""
+    pad = kernel_size // 2 if padding is None else padding
+    return init_glorot(nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=pad))  # type: ignore[return-value]
+
+
+def dense(in_ch: int, out_ch: int) -> nn.Linear:
+    """A fully connected layer initialised like DFL's Dense."""
+    return init_glorot(nn.Linear(in_ch, out_ch))  # type: ignore[return-value]
+
+
+def depth_to_space(x: Tensor, size: int = 2) -> Tensor:
+    """TensorFlow's ``depth_to_space`` (DCR order) on NCHW tensors.
+
+    Input channel ``(i * size + j) * oc + c`` lands at output ``(c, h * size + i, w * size + j)``;
+    ``nn.PixelShuffle`` would instead read channel ``c * size * size + i * size + j``.  One permuted
+    copy in the tensor's own memory layout (NCHW or channels_last) does it; that is several times
+    faster than regrouping channels and then pixel-shuffling.
+    """
+    n, c, h, w = x.shape
+    oc = c // (size * size)
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        y = x.permute(0, 2, 3, 1).reshape(n, h, w, size, size, oc)
+        y = y.permute(0, 1, 3, 2, 4, 5).reshape(n, h * size, w * size, oc)
+        return y.permute(0, 3, 1, 2)  # NCHW view of a channels_last tensor
+    y = x.reshape(n, size, size, oc, h, w).permute(0, 3, 4, 1, 5, 2)
+    return y.reshape(n, oc, h * size, w * size)
+
+
+def pixel_norm(x: Tensor, dim: int = -1, eps: float = 1e-6) -> Tensor:
+    """DFL's pixel norm: divide by the root mean square along ``dim`` (the ``-u`` archi option)."""
+    xf = x.float()
+    return (xf * torch.rsqrt(xf.square().mean(dim=dim, keepdim=True) + eps)).to(x.dtype)
+
+
+class Downscale(nn.Module):
+    """Conv (kernel 5 by default) with stride 2, then LeakyReLU 0.1."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 5) -> None:
+        super().__init__()
+        self.out_ch = out_ch
+        self.conv1 = conv2d(in_ch, out_ch, kernel_size, stride=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.leaky_relu(self.conv1(x), 0.1, inplace=True)
+
+
+class DownscaleBlock(nn.Module):
+    """``n`` Downscales whose widths double per step up to 8x ``ch`` (DFL's non-``t`` encoder)."""
+
+    def __init__(self, in_ch: int, ch: int, n_downscales: int, kernel_size: int = 5) -> None:
+        super().__init__()
+        layers = []
+        last = in_ch
+        for i in range(n_downscales):
+            cur = ch * min(2**i, 8)
+            layers.append(Downscale(last, cur, kernel_size))
+            last = cur
+        self.downs = nn.ModuleList(layers)
+        self.out_ch = last
+
+    def forward(self, x: Tensor) -> Tensor:
+        for down in self.downs:
+            x = down(x)
+        return x
+
+
+class Upscale(nn.Module):
+    """Conv3 to 4x ``out_ch``, LeakyReLU 0.1, TF depth-to-space x2."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3) -> None:
+        super().__init__()
+        self.conv1 = conv2d(in_ch, out_ch * 4, kernel_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return depth_to_space(F.leaky_relu(self.conv1(x), 0.1, inplace=True), 2)
+
+
+class ResidualBlock(nn.Module):
+    """conv3, LeakyReLU 0.2, conv3, add the input, LeakyReLU 0.2."""
+
+    def __init__(self, ch: int, kernel_size: int = 3) -> None:
+        super().__init__()
+        self.conv1 = conv2d(ch, ch, kernel_size)
+        self.conv2 = conv2d(ch, ch, kernel_size)
+
+    def forward(self, inp: Tensor) -> Tensor:
+        x = F.leaky_relu(self.conv1(inp), 0.2, inplace=True)
+        x = self.conv2(x)
+        return F.leaky_relu(inp + x, 0.2, inplace=True)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Trainable parameter count, the number DFL's conformance file lists per network."""
+    return sum(p.numel() for p in module.parameters())
