@@ -1,0 +1,140 @@
+"""``dfl train`` (step 6) and ``dfl model list|rename|delete`` (DFL's model picker)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from dfl.cli import cli
+from dfl.cli.options import workspace_option
+from dfl.workspace import Workspace
+
+MODEL_CHOICES = click.Choice(["SAEHD", "AMP", "Quick96"], case_sensitive=False)
+
+
+@cli.command("train")
+@workspace_option
+@click.option("--model", "model_type", type=MODEL_CHOICES, help="Model to create (or resume: checked).")
+@click.option("--name", help="Model name: model/<name>_<Model>/. Without it: pick from the saved models.")
+@click.option("--target-iter", type=int, default=0, show_default=True, help="Stop (and save) at this iteration; 0: until Ctrl+C.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML or JSON file of options (answers the prompts; on resume: changes allowed options).")
+@click.option("--non-interactive", is_flag=True,
+              help="Ask nothing: options not in --config take their defaults (implied without a terminal).")
+@click.option("--change-options", is_flag=True, help="On resume, ask again the options that may change.")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="Autocast precision over fp32 weights; auto: bf16 where the hardware has it.")
+@click.option("--channels-last/--no-channels-last", default=True, show_default=True, help="NHWC memory layout.")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (slow start, faster steps).")
+@click.option("--autosave-minutes", type=float, default=25.0, show_default=True)
+@click.option("--backup-every", type=int, default=0, show_default=True, help="Backup every N iterations (0: off).")
+@click.option("--keep-backups", type=int, default=5, show_default=True, help="Rolling backups kept.")
+@click.option("--preview-seconds", type=float, default=15.0, show_default=True, help="Refresh preview.png every N s.")
+@click.option("--preview-window", is_flag=True, help="Show the preview live in an OpenCV window (q: save and stop).")
+@click.option("--workers", type=int, default=None, help="Sample worker processes (default: half the cores).")
+@click.option("--src-faces", type=click.Path(file_okay=False, path_type=Path), help="Default: data_src/aligned.")
+@click.option("--dst-faces", type=click.Path(file_okay=False, path_type=Path), help="Default: data_dst/aligned.")
+@click.option("--pretrain-faces", type=click.Path(file_okay=False, path_type=Path),
+              help="Faces for pretrain mode (both sides). Default: data_src/aligned.")
+@click.option("--seed", type=int, default=None, help="Seed for weights and samples (reproducible runs).")
+@click.option("--list", "list_only", is_flag=True, help="List the saved models and exit.")
+def train_cmd(workspace: Workspace, model_type: str | None, name: str | None, target_iter: int,
+              config_file: Path | None, non_interactive: bool, change_options: bool, device: str, precision: str,
+              channels_last: bool, compile_: bool, autosave_minutes: float, backup_every: int, keep_backups: int,
+              preview_seconds: float, preview_window: bool, workers: int | None, src_faces: Path | None,
+              dst_faces: Path | None, pretrain_faces: Path | None, seed: int | None, list_only: bool) -> None:
+    """Step 6: train SAEHD, AMP or Quick96 on data_src/aligned and data_dst/aligned.
+
+    A new model asks its options once (DFL's prompts; --config / --non-interactive for scripts) and saves
+    them; a resumed one keeps them (only the changeable ones may change).  Saves every
+    --autosave-minutes, at --target-iter and on Ctrl+C; a killed save never loses the model.
+    """
+    from dfl.training.prompts import load_config
+    from dfl.training.session import SessionRequest, train
+
+    if list_only:
+        _echo_models(workspace)
+        return
+    req = SessionRequest(
+        model_dir=workspace.model_dir,
+        src_dir=src_faces or workspace.aligned_dir("src"),
+        dst_dir=dst_faces or workspace.aligned_dir("dst"),
+        model_type=model_type, name=name,
+        config=load_config(config_file) if config_file else {},
+        # no terminal (scripts, CI, nohup) means nobody to answer: defaults, as with --non-interactive
+        interactive=not non_interactive and sys.stdin.isatty(), change_options=change_options,
+        pretrain_dir=pretrain_faces,
+    )
+    workspace.model_dir.mkdir(parents=True, exist_ok=True)
+    settings = dict(target_iter=target_iter, device=device, precision=precision, channels_last=channels_last,
+                    compile=compile_, autosave_minutes=autosave_minutes, backup_every=backup_every,
+                    keep_backups=keep_backups, preview_seconds=preview_seconds, preview_window=preview_window,
+                    workers=workers, seed=seed)
+    result, path = train(req, settings)
+    losses = " ".join(f"{k} {v:.4f}" for k, v in result.losses.items())
+    click.echo(f"Trained {path.name} to iteration {result.iteration} ({result.ms_per_iter:.0f} ms/iteration, "
+               f"data wait {100 * result.data_wait_share:.0f}%; {losses}); saved in {path}")
+
+
+def _echo_models(workspace: Workspace) -> None:
+    from dfl.training import checkpoint as ckpt
+
+    models = ckpt.list_models(workspace.model_dir)
+    if not models:
+        click.echo(f"No models in {workspace.model_dir}")
+        return
+    for i, m in enumerate(models):
+        state = ckpt.read_json(m.path, ckpt.STATE) or {}
+        click.echo(f"[{i}] {m.name} ({m.model_type}) iteration {state.get('iteration', 0)}"
+                   + ("  - latest" if i == 0 else ""))
+
+
+@cli.group("model")
+def model_group() -> None:
+    """List, rename or delete trained models (DFL's model picker)."""
+
+
+@model_group.command("list")
+@workspace_option
+def model_list(workspace: Workspace) -> None:
+    """Saved models, most recent first."""
+    _echo_models(workspace)
+
+
+@model_group.command("rename")
+@workspace_option
+@click.argument("name")
+@click.argument("new_name")
+@click.option("--model", "model_type", type=MODEL_CHOICES, help="When several models share the name.")
+def model_rename(workspace: Workspace, name: str, new_name: str, model_type: str | None) -> None:
+    """Rename model NAME to NEW_NAME."""
+    from dfl.models.options import canonical_model_type
+    from dfl.training import checkpoint as ckpt
+
+    mt = canonical_model_type(model_type) if model_type else None
+    path = ckpt.rename_model(workspace.model_dir, name, new_name, mt)
+    click.echo(f"Renamed {name} -> {path.name}")
+
+
+@model_group.command("delete")
+@workspace_option
+@click.argument("name")
+@click.option("--model", "model_type", type=MODEL_CHOICES, help="When several models share the name.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def model_delete(workspace: Workspace, name: str, model_type: str | None, yes: bool) -> None:
+    """Delete model NAME with its backups."""
+    from dfl.errors import DflError
+    from dfl.models.options import canonical_model_type
+    from dfl.training import checkpoint as ckpt
+
+    mt = canonical_model_type(model_type) if model_type else None
+    info = ckpt.find_model(workspace.model_dir, name, mt)
+    if info is None:
+        raise DflError(f"{workspace.model_dir}: no model named {name!r}")
+    if not yes:
+        click.confirm(f"Delete {info.path}?", abort=True)
+    ckpt.delete_model(workspace.model_dir, name, mt)
+    click.echo(f"Deleted {info.path.name}")

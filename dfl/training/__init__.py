@@ -1,0 +1,1 @@
+"""Training: samples, losses, optimisers, the trainer loop and crash-safe model folders."""

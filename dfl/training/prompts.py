@@ -1,0 +1,131 @@
+"""A new model's options, asked once like DFL (or read from a config file), and the rules on resume.
+
+Everything comes from the declarations in :mod:`dfl.models.options`: each option is asked with DFL's
+prompt text, its default in brackets and its range; ``?`` prints DFL's help and asks again.  A config
+file (YAML or JSON, a flat mapping of option names) answers questions without asking; with
+``--non-interactive`` the rest take their defaults.  On resume the saved options stand; a config file
+(or ``--change-options`` in a terminal) may change only the options DFL lets change after creation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from dfl.errors import DflError
+
+Asker = Callable[[str, str], str]   # (question, default shown) -> raw answer
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """A flat ``{option: value}`` mapping from a YAML or JSON file (``model_type`` is allowed and checked
+    by the caller)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DflError(f"{path}: cannot read config ({exc.strerror})") from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DflError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'} ({first})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise DflError(f"{path}: expected a mapping of option names to values")
+    return {str(k): v for k, v in data.items()}
+
+
+def _show(value: Any, type_: str) -> str:
+    if type_ == "bool":
+        return "y" if value else "n"
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _click_ask(question: str, default: str) -> str:
+    return click.prompt(question, default=default, show_default=False, type=str)
+
+
+def ask_one(spec: Any, default: Any, ask: Asker) -> Any:
+    """Ask one option until the answer is valid; ``?`` shows the help; empty keeps the default."""
+    from dfl.models.options import _clip, _coerce
+
+    rng = spec.describe_range()
+    extra = " ".join(x for x in (rng, "?:help" if spec.help else "") if x)
+    shown = _show(default, spec.type)
+    question = f"[{shown}] {spec.prompt}" + (f" ( {extra} )" if extra else "")
+    while True:
+        raw = ask(question, shown).strip()
+        if raw == "?" and spec.help:
+            click.echo(spec.help)
+            continue
+        if raw == "" or raw == shown:
+            return default
+        try:
+            return _clip(spec, _coerce(spec, raw))
+        except DflError as exc:
+            click.echo(f"  {exc}")
+
+
+def new_model_options(model_type: str, given: dict[str, Any], interactive: bool,
+                      ask: Asker | None = None) -> dict[str, Any]:
+    """Options of a new model: ``given`` (config) first, then asked (or defaults), then validated."""
+    from dfl.models.options import MODEL_OPTIONS, QUICK96_FIXED, canonical_model_type, option_applies, validate_options
+
+    model_type = canonical_model_type(model_type)
+    given = {k: v for k, v in given.items() if k != "model_type"}
+    specs = MODEL_OPTIONS[model_type]
+    known = {s.name for s in specs} | (set(QUICK96_FIXED) if model_type == "Quick96" else set())
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise DflError(f"options for {model_type}: unknown option(s) {', '.join(unknown)}")
+    answers: dict[str, Any] = {}
+    ask = ask or _click_ask
+    for spec in specs:
+        current = {**{s.name: s.default for s in specs}, **given, **answers}
+        if not option_applies(spec, current):
+            continue
+        if spec.name in given:
+            answers[spec.name] = given[spec.name]
+        elif interactive:
+            answers[spec.name] = ask_one(spec, spec.default, ask)
+    answers.update({k: v for k, v in given.items() if k not in answers})
+    return validate_options(model_type, answers)
+
+
+def resume_options(model_type: str, saved: dict[str, Any], given: dict[str, Any], ask_changes: bool,
+                   ask: Asker | None = None) -> dict[str, Any]:
+    """Options to resume with: saved ones, changed by ``given`` and (``ask_changes``) the user's answers to
+    the changeable options; changing a fixed option is a DflError that names it."""
+    from dfl.models.options import MODEL_OPTIONS, canonical_model_type, check_changes, option_applies
+
+    model_type = canonical_model_type(model_type)
+    given = {k: v for k, v in given.items() if k != "model_type"}
+    merged = check_changes(model_type, saved, given)
+    if ask_changes:
+        ask = ask or _click_ask
+        changes = dict(given)
+        for spec in MODEL_OPTIONS[model_type]:
+            if not spec.changeable or spec.name in given or not option_applies(spec, merged):
+                continue
+            value = ask_one(spec, merged.get(spec.name), ask)
+            if value != merged.get(spec.name):
+                changes[spec.name] = value
+        merged = check_changes(model_type, saved, changes)
+    return merged
+
+
+def describe_options(options: dict[str, Any]) -> str:
+    """The options block DFL prints when a model starts (name: value per line)."""
+    width = max((len(k) for k in options), default=0)
+    return "\n".join(f"  {k.rjust(width)}: {_show(v, 'bool' if isinstance(v, bool) else '')}" for k, v in options.items())

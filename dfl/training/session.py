@@ -1,0 +1,111 @@
+"""``dfl train`` minus the CLI: pick or create the model, settle its options, lock it, train it.
+
+Kept apart from the loop so the command stays thin and tests can drive a whole session in-process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dfl.errors import DflError
+from dfl.training import checkpoint as ckpt
+from dfl.training import prompts
+from dfl.training.trainer import Trainer, TrainResult, TrainSettings
+
+
+@dataclass
+class SessionRequest:
+    """What the user asked for (CLI flags, already parsed)."""
+
+    model_dir: Path
+    src_dir: Path
+    dst_dir: Path
+    model_type: str | None
+    name: str | None
+    config: dict[str, Any]
+    interactive: bool
+    change_options: bool = False
+    pretrain_dir: Path | None = None
+
+
+def choose_model(req: SessionRequest) -> tuple[str, str, bool]:
+    """(name, model_type, exists): by name, or DFL's picker when no name was given."""
+    from dfl.models.options import canonical_model_type
+
+    model_type = canonical_model_type(req.model_type) if req.model_type else None
+    if req.name:
+        info = ckpt.find_model(req.model_dir, req.name, model_type)
+        if info is not None:
+            return info.name, info.model_type, True
+        if model_type is None:
+            raise DflError(f"{req.model_dir}: no model named {req.name!r}; give --model to create one")
+        ckpt.check_name(req.name)
+        return req.name, model_type, False
+    models = [m for m in ckpt.list_models(req.model_dir) if model_type in (None, m.model_type)]
+    if not req.interactive:
+        if models:
+            return models[0].name, models[0].model_type, True
+        raise DflError(f"{req.model_dir}: no saved model; give --name (and --model) to create one")
+    if model_type is None:
+        raise DflError("--model: which model to train (SAEHD, AMP or Quick96)")
+    click.echo("Choose one of the saved models, or enter a name to create a new model.")
+    for i, m in enumerate(models):
+        click.echo(f"[{i}] : {m.name} ({m.model_type})" + (" - latest" if i == 0 else ""))
+    answer = click.prompt("", default="0" if models else "new", show_default=False).strip()
+    if answer.isdigit() and int(answer) < len(models):
+        m = models[int(answer)]
+        return m.name, m.model_type, True
+    ckpt.check_name(answer)
+    info = ckpt.find_model(req.model_dir, answer, model_type)
+    return (answer, model_type, info is not None)
+
+
+def settle_options(req: SessionRequest, model_type: str, path: Path, exists: bool,
+                   recover: bool = True) -> tuple[dict, dict, Any, Any]:
+    """(options, state, weights, optimizer state) to train with; asks what must be asked."""
+    cfg_type = req.config.get("model_type")
+    if cfg_type and str(cfg_type).lower() != model_type.lower():
+        raise DflError(f"config: model_type {cfg_type!r} does not match the model ({model_type})")
+    if not exists:
+        options = prompts.new_model_options(model_type, req.config, req.interactive)
+        return options, {"iteration": 0, "loss_history": {}}, None, None
+    if recover:
+        ckpt.recover(path)
+    c = ckpt.read_checkpoint(path)
+    options = prompts.resume_options(model_type, c.options, req.config, req.change_options and req.interactive)
+    state = dict(c.state)
+    if c.options.get("pretrain") and not options.get("pretrain"):
+        click.echo("pretraining turned off: the iteration counter starts again from 0 (as DFL)")
+        state["iteration"] = 0
+        state["loss_history"] = {}
+    return options, state, c.weights, c.optimizer
+
+
+def train(req: SessionRequest, settings: dict[str, Any]) -> tuple[TrainResult, Path]:
+    """Run a whole training session; returns the result and the model folder."""
+    from dfl.training.trainer import dist_info
+
+    rank, world, _ = dist_info()
+    if world > 1 and req.interactive:
+        raise DflError("torchrun: give --non-interactive (and --name/--config) when training on several processes")
+    name, model_type, exists = choose_model(req)
+    path = ckpt.model_path(req.model_dir, name, model_type)
+    lock = ckpt.lock_model(path) if rank == 0 else contextlib.nullcontext()
+    with lock:
+        options, state, weights, opt_state = settle_options(req, model_type, path, exists, recover=rank == 0)
+        src, dst = req.src_dir, req.dst_dir
+        if options.get("pretrain"):
+            src = dst = req.pretrain_dir or req.src_dir
+        ts = TrainSettings(model_path=path, model_type=model_type, src_dir=src, dst_dir=dst, **settings)
+        if rank == 0:
+            click.echo(f"{'Resuming' if exists else 'Creating'} {path.name}:\n{prompts.describe_options(options)}")
+        trainer = Trainer(ts, options, state, weights, opt_state)
+        trainer.options_changed = exists and options != ckpt.read_options(path)[1]
+        if not exists and trainer.rank == 0:
+            trainer.save()   # the options are on disk from the first second
+        return trainer.run(), path

@@ -1,0 +1,123 @@
+#!/usr/bin/env python
+"""Training speed: ms/iteration and peak memory of DFL's reference configurations on this device.
+
+Each (model, precision) runs in its own process (so peak memory is its own): build the model with DFL's
+default options, the full objective (DSSIM + MSE + masks, DFL's optimiser) on random batches, a few
+warm-up iterations, then the mean of the timed ones.  Peak memory is the process's peak RSS on the CPU
+and the CUDA allocator's peak on a GPU.
+
+    python scripts/bench_train.py                       # all four, fp32 and bf16, current device
+    python scripts/bench_train.py --configs q96 --precisions bf16 --iters 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # runs from a checkout without installing
+
+CONFIGS = {
+    "q96": ("Quick96", {}, 4),
+    "liae-ud": ("SAEHD", {"archi": "liae-ud", "resolution": 128, "face_type": "f"}, 8),
+    "df-ud": ("SAEHD", {"archi": "df-ud", "resolution": 128, "face_type": "f"}, 8),
+    "amp": ("AMP", {"resolution": 224, "face_type": "wf"}, 8),
+}
+LABELS = {"q96": "Quick96 96 b4", "liae-ud": "SAEHD liae-ud 128 b8", "df-ud": "SAEHD df-ud 128 b8",
+          "amp": "AMP 224 b8"}
+DFL_CPU_REFERENCE = {"liae-ud": (2924, 5.4), "df-ud": (2239, 3.9), "q96": (730, 2.2)}  # DFL TF 2.15, 2 cores
+
+
+def _child(key: str, device_name: str, precision: str, warmup: int, iters: int, channels_last: bool) -> dict:
+    import resource
+
+    import torch
+
+    from dfl.device import pick_device, use_all_cores
+    from dfl.models import build_model
+    from dfl.training.objective import Objective
+
+    model_type, opts, batch = CONFIGS[key]
+    device = pick_device(device_name)
+    if device.type == "cpu":
+        use_all_cores()
+    opts = dict(opts, batch_size=batch) if model_type != "Quick96" else {}
+    model = build_model(model_type, opts).to(device)
+    obj = Objective(model, model.options, precision=precision, channels_last=channels_last)
+    r = model.resolution
+    g = torch.Generator().manual_seed(0)
+
+    def rnd(c: int) -> torch.Tensor:
+        return torch.rand((batch, c, r, r), generator=g)
+
+    b = {"warped_src": rnd(3), "target_src": rnd(3), "warped_dst": rnd(3), "target_dst": rnd(3)}
+    for k in ("target_srcm", "target_dstm", "target_srcm_em", "target_dstm_em"):
+        b[k] = (rnd(1) > 0.5).float()
+    b = obj.prepare_batch(b)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        obj.train_step(b)
+    sync()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        obj.train_step(b)
+        sync()
+        times.append(time.perf_counter() - t0)
+    if device.type == "cuda":
+        peak_gb = torch.cuda.max_memory_allocated() / 1e9
+    else:
+        peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+    params = sum(p.numel() for p in model.parameters())
+    return {"key": key, "precision": precision, "device": str(device), "threads": torch.get_num_threads(),
+            "ms": 1000 * sum(times) / len(times), "ms_min": 1000 * min(times), "peak_gb": peak_gb,
+            "params_m": params / 1e6}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", default=",".join(CONFIGS), help=f"comma list of {', '.join(CONFIGS)}")
+    ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--no-channels-last", action="store_true")
+    ap.add_argument("--json", help="also write the rows to this JSON file")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        key, prec = a.child.split(":")
+        print("RESULT " + json.dumps(_child(key, a.device, prec, a.warmup, a.iters, not a.no_channels_last)))
+        return
+    rows = []
+    print(f"{'configuration':24} {'precision':9} {'device':8} {'ms/iter':>9} {'peak GB':>8}  {'DFL CPU ref':>14}")
+    for key in a.configs.split(","):
+        for prec in a.precisions.split(","):
+            cmd = [sys.executable, __file__, "--child", f"{key}:{prec}", "--device", a.device,
+                   "--warmup", str(a.warmup), "--iters", str(a.iters)] + (["--no-channels-last"] if a.no_channels_last else [])
+            p = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
+            line = next((ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")), None)
+            if line is None:
+                err = (p.stderr.strip().splitlines() or ["no output"])[-1]
+                print(f"{LABELS[key]:24} {prec:9} failed: {err}")
+                continue
+            row = json.loads(line[7:])
+            rows.append(row)
+            ref = DFL_CPU_REFERENCE.get(key)
+            ref_s = f"{ref[0]} ms {ref[1]} GB" if ref else "-"
+            print(f"{LABELS[key]:24} {prec:9} {row['device']:8} {row['ms']:9.0f} {row['peak_gb']:8.2f}  {ref_s:>14}",
+                  flush=True)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
