@@ -1,0 +1,134 @@
+"""``dfl merge`` (step 7): put the learned face into every dst frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from dfl.cli import cli
+from dfl.cli.options import workspace_option
+from dfl.errors import DflError
+from dfl.workspace import Workspace
+
+MODEL_TYPES = ("SAEHD", "AMP", "Quick96")
+
+# CLI flag -> MergeConfig field
+FLAG_FIELDS = {
+    "mode": "mode", "mask_mode": "mask_mode", "erode": "erode_mask_modifier", "blur": "blur_mask_modifier",
+    "motion_blur": "motion_blur_power", "face_scale": "output_face_scale", "color_transfer": "color_transfer_mode",
+    "hist_threshold": "hist_match_threshold", "masked_hist_match": "masked_hist_match",
+    "sharpen_mode": "sharpen_mode", "sharpen": "blursharpen_amount", "denoise": "image_denoise_power",
+    "bicubic_degrade": "bicubic_degrade_power", "color_degrade": "color_degrade_power",
+    "super_resolution": "super_resolution_power", "morph": "morph_value", "visible_label": "visible_label",
+}
+
+
+def find_model_folder(workspace: Workspace, model: str | None, name: str | None) -> Path:
+    """The model folder for ``--model`` (a type or a name) and ``--name``; the newest when several fit."""
+    from dfl.training.checkpoint import list_models
+
+    models = list_models(workspace.model_dir)
+    if not models:
+        raise DflError(f"{workspace.model_dir}: no trained models; run `dfl train` first")
+    mtype = next((t for t in MODEL_TYPES if model and t.lower() == model.lower()), None)
+    if model and mtype is None and name is None:
+        name = model
+    fit = [m for m in models if (mtype is None or m.model_type == mtype) and (name is None or m.name == name)]
+    if not fit:
+        have = ", ".join(f"{m.name} ({m.model_type})" for m in models)
+        want = " ".join(x for x in (name, mtype) if x)
+        raise DflError(f"{workspace.model_dir}: no model {want!r}; found {have}")
+    if len(fit) > 1:
+        click.echo(f"Several models fit; using the most recently saved: {fit[0].path.name}")
+    return fit[0].path
+
+
+def build_config(config_file: Path | None, flags: dict):
+    """Defaults, then the ``--config`` file, then the flags given on the command line."""
+    from dfl.merge.config import MergeConfig
+
+    cfg = MergeConfig.from_file(config_file) if config_file else MergeConfig()
+    data = cfg.to_dict()
+    for flag, field_name in FLAG_FIELDS.items():
+        value = flags.get(flag)
+        if value is not None:
+            data[field_name] = value
+    return MergeConfig.from_dict(data, "dfl merge")
+
+
+@cli.command("merge")
+@workspace_option
+@click.option("--model", "model", help="Model type (SAEHD, AMP, Quick96) or model name.")
+@click.option("--name", help="Model name (model/<name>_<Model>/); default: the most recently saved.")
+@click.option("--interactive/--non-interactive", default=None,
+              help="Tune settings in a window (default where a display exists) or merge straight away.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML/JSON file of settings (e.g. a saved data_dst/merged/merge_config.json).")
+@click.option("--mode", type=click.Choice(["original", "overlay", "hist-match", "seamless", "seamless-hist-match",
+                                           "raw-rgb", "raw-predict"]), help="Blend mode [overlay].")
+@click.option("--mask-mode", type=click.Choice(["full", "dst", "learned-prd", "learned-dst", "learned-prd*learned-dst",
+                                                "learned-prd+learned-dst", "XSeg-prd", "XSeg-dst", "XSeg-prd*XSeg-dst",
+                                                "learned-prd*learned-dst*XSeg-prd*XSeg-dst"]),
+              help="Mask [learned-prd*learned-dst]; XSeg modes need a trained XSeg model.")
+@click.option("--erode", type=click.IntRange(-400, 400), help="Erode (+) / dilate (-) the mask [0].")
+@click.option("--blur", type=click.IntRange(0, 400), help="Feather the mask edge [0].")
+@click.option("--motion-blur", type=click.IntRange(0, 100), help="Motion blur power from face movement [0].")
+@click.option("--face-scale", type=click.IntRange(-50, 50), help="Output face scale [0].")
+@click.option("--color-transfer", type=click.Choice(["none", "rct", "lct", "mkl", "mkl-m", "idt", "idt-m", "sot-m",
+                                                     "mix-m"]), help="Colour transfer to the predicted face [rct].")
+@click.option("--hist-threshold", type=click.IntRange(0, 255), help="Hist-match threshold [238].")
+@click.option("--masked-hist-match/--no-masked-hist-match", default=None, help="Hist-match inside the mask [on].")
+@click.option("--sharpen-mode", type=click.Choice(["none", "box", "gaussian"]), help="Sharpen filter [none].")
+@click.option("--sharpen", type=click.IntRange(-100, 100), help="Sharpen (+) / blur (-) amount [0].")
+@click.option("--denoise", type=click.IntRange(0, 500), help="Image degrade by denoise power [0].")
+@click.option("--bicubic-degrade", type=click.IntRange(0, 100), help="Image degrade by bicubic rescale [0].")
+@click.option("--color-degrade", type=click.IntRange(0, 100), help="Colour degrade power [0].")
+@click.option("--super-resolution", type=click.IntRange(0, 100),
+              help="Needs a face-enhancer model, which dfl does not ship: only 0 is accepted.")
+@click.option("--morph", type=click.FloatRange(0, 1), help="AMP morph value [1.0].")
+@click.option("--visible-label/--no-visible-label", default=None,
+              help="Draw a small 'AI-modified' notice on every frame (the PNGs are always labelled).")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1.")
+@click.option("--batch", type=click.IntRange(1, 256), default=None, help="Frames predicted at once [GPU 16, CPU 4].")
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Blend/write threads [all cores].")
+@click.option("--force", is_flag=True, help="Merge every frame again, even those merged with these settings.")
+@click.option("--new-session", is_flag=True, help="Interactive: start over instead of the saved per-frame settings.")
+def merge_command(workspace: Workspace, model: str | None, name: str | None, interactive: bool | None,
+                  config_file: Path | None, device: str, batch: int | None, workers: int | None, force: bool,
+                  new_session: bool, **flags) -> None:
+    """Step 7: merge the learned face into data_dst/merged/ (and the masks into merged_mask/).
+
+    Settings are DFL's merger options; they are saved to data_dst/merged/merge_config.json, and a re-run
+    skips frames already merged with the same settings and model.  Every merged PNG carries a text
+    chunk marking it AI-modified.
+    """
+    from dfl.merge import frames as merge_frames
+    from dfl.merge import interactive as inter
+
+    cfg = build_config(config_file, flags)
+    if cfg.needs_xseg:
+        raise DflError(f"--mask-mode {cfg.mask_mode}: XSeg mask modes need a trained XSeg model, which this "
+                       "version cannot load yet; use a learned-* mask mode")
+    model_path = find_model_folder(workspace, model, name)
+    if interactive is None or interactive:
+        ok, why = inter.display_available()
+        if not ok:
+            if interactive:
+                click.echo(f"Interactive merge needs a window: {why}; merging non-interactively.")
+            interactive = False
+        else:
+            interactive = True
+    ctx = merge_frames.prepare_merge(workspace, model_path, device=device)
+    click.echo(f"Merging {len(ctx.infos)} frames with {model_path.name} "
+               f"(iteration {ctx.model_info.get('iteration', 0)}) on {ctx.device_type}")
+    if interactive:
+        session_path = model_path / inter.SESSION_NAME
+        if new_session:
+            session_path.unlink(missing_ok=True)
+        summary = inter.merge_interactive(ctx, cfg, session_path=session_path, batch_frames=batch,
+                                          workers=workers, force=force)
+        click.echo(f"Per-frame settings saved to {session_path}")
+    else:
+        summary = merge_frames.merge_context(ctx, cfg, batch_frames=batch, workers=workers, force=force)
+    click.echo(summary.line(workspace.merged_dir))

@@ -1,0 +1,374 @@
+"""Merging one face into its frame, as DeepFaceLab's masked merger does it.
+
+Steps per face: cut the dst face out of the frame with the model's alignment, predict the swapped face
+and its masks, build the working mask (mask mode, erode, blur, at 4x the model resolution so the edge
+stays smooth), colour-match, warp the face and mask back with the inverse matrix and blend by mode.
+
+The work is done on the smallest rectangle of the frame that the face touches, so a 720p or 4K frame
+costs about the same as the face, and pixels outside the mask are copied from the input bit for bit.
+Prediction is separate from blending (:func:`prepare_face` -> predictor -> :func:`blend_face`) so
+the folder merger can batch predictions of many faces on a GPU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+import cv2
+import numpy as np
+
+from dfl.errors import DflError
+from dfl.faces.align import FaceType, hull_mask, transform_matrix, transform_points
+from dfl.imageops import filters
+from dfl.imageops.color_transfer import color_transfer
+from dfl.merge.config import MergeConfig
+
+XSEG_INPUT_SIZE = 256
+_NOISE = 1.0 / 255.0
+
+XSegFunc = Callable[[np.ndarray], np.ndarray]
+"""XSeg segmenter: N x 256 x 256 x 3 float32 BGR faces -> N x 256 x 256 float32 masks."""
+
+
+class Predictor(Protocol):
+    """The swap model as the merger sees it (numpy in and out, batched)."""
+
+    resolution: int
+    face_type: FaceType
+
+    def __call__(self, faces: np.ndarray, morph_value: float | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """N x R x R x 3 float32 BGR dst faces -> (swapped faces NxRxRx3, src mask NxRxR, dst mask NxRxR)."""
+        ...
+
+
+class ModelPredictor:
+    """Wraps a :class:`~dfl.models.base.SwapModel` (torch, NCHW) as a numpy :class:`Predictor`."""
+
+    def __init__(self, model, device=None, batch_limit: int = 64, channels_last: bool = True) -> None:
+        import torch
+
+        self.model = model
+        self.channels_last = channels_last
+        if channels_last:       # oneDNN / cuDNN convolutions run faster in NHWC
+            model.to(memory_format=torch.channels_last)
+        self.device = device if device is not None else next(model.parameters()).device
+        self.resolution = int(model.resolution)
+        self.face_type = FaceType(model.face_type) if not isinstance(model.face_type, str) \
+            else FaceType.from_string(model.face_type)
+        self.batch_limit = batch_limit
+        self._torch = torch
+
+    def __call__(self, faces: np.ndarray, morph_value: float | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        torch = self._torch
+        outs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        with torch.inference_mode():
+            for i in range(0, len(faces), self.batch_limit):
+                x = torch.from_numpy(np.ascontiguousarray(faces[i:i + self.batch_limit])).permute(0, 3, 1, 2)
+                x = x.to(self.device, dtype=torch.float32)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                prd, prd_m, dst_m = self.model.swap(x, morph_value=morph_value)
+                outs.append((prd.permute(0, 2, 3, 1).float().cpu().numpy(),
+                             prd_m[:, 0].float().cpu().numpy(), dst_m[:, 0].float().cpu().numpy()))
+        return tuple(np.concatenate([o[k] for o in outs]) for k in range(3))  # type: ignore[return-value]
+
+
+@dataclass
+class FaceJob:
+    """One face cut out of a frame, ready for prediction."""
+
+    landmarks: np.ndarray        # (68,2) in the frame
+    face_mat: np.ndarray         # frame -> model-resolution face
+    dst_face: np.ndarray         # RxRx3 float32, the predictor's input
+    motion: tuple[float, float] | None = None  # (power px, angle deg) from the neighbouring frames
+
+
+@dataclass
+class FaceResult:
+    """One face blended into a rectangle of the frame (or a raw face for raw-predict)."""
+
+    roi: tuple[int, int, int, int]   # x0, y0, x1, y1 in the frame
+    image: np.ndarray                # float32 BGR of the rectangle
+    mask: np.ndarray                 # float32 HxW [0,1]: the merging mask (DFL's merged_mask)
+    changed: np.ndarray              # bool HxW: pixels that differ from the input by design
+    whole_image: bool = False        # raw-predict: ``image`` replaces the frame
+
+
+def prepare_face(frame: np.ndarray, landmarks: np.ndarray, resolution: int, face_type: FaceType,
+                 motion: tuple[float, float] | None = None) -> FaceJob:
+    """Cut the dst face at the model's resolution and face type (uint8 or float frame)."""
+    mat = transform_matrix(np.asarray(landmarks, np.float64), resolution, face_type)
+    face = cv2.warpAffine(frame, mat, (resolution, resolution), flags=cv2.INTER_CUBIC)
+    face = face.astype(np.float32) / 255.0 if face.dtype == np.uint8 else np.clip(face, 0, 1).astype(np.float32)
+    return FaceJob(np.asarray(landmarks, np.float64), mat, face, motion)
+
+
+def _shift(mat: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    """The same frame->face matrix for a crop whose origin is (x0, y0) in the frame."""
+    out = mat.copy()
+    out[:, 2] += mat[:, 0] * x0 + mat[:, 1] * y0
+    return out
+
+
+def _square_bounds(mat: np.ndarray, size: int) -> np.ndarray:
+    corners = np.float64([(0, 0), (size, 0), (size, size), (0, size)])
+    return transform_points(corners, mat, invert=True)
+
+
+def _roi(frame_hw: tuple[int, int], pts: np.ndarray, pad: int = 8) -> tuple[int, int, int, int]:
+    h, w = frame_hw
+    x0 = int(max(0, math.floor(pts[:, 0].min()) - pad))
+    y0 = int(max(0, math.floor(pts[:, 1].min()) - pad))
+    x1 = int(min(w, math.ceil(pts[:, 0].max()) + pad))
+    y1 = int(min(h, math.ceil(pts[:, 1].max()) + pad))
+    return x0, y0, max(x0, x1), max(y0, y1)
+
+
+def _warp_back(img: np.ndarray, mat: np.ndarray, wh: tuple[int, int], border: np.ndarray | None = None) -> np.ndarray:
+    if border is not None:
+        return cv2.warpAffine(img, mat, wh, border.copy(), flags=cv2.WARP_INVERSE_MAP | cv2.INTER_CUBIC,
+                              borderMode=cv2.BORDER_TRANSPARENT)
+    return cv2.warpAffine(img, mat, wh, flags=cv2.WARP_INVERSE_MAP | cv2.INTER_CUBIC)
+
+
+def _work_mask(job: FaceJob, prd_face: np.ndarray, prd_mask: np.ndarray, dst_mask: np.ndarray,
+               cfg: MergeConfig, face_type: FaceType, frame: np.ndarray, xseg: XSegFunc | None) -> np.ndarray:
+    """The mask in face space at model resolution, per ``cfg.mask_mode``."""
+    size = prd_face.shape[0]
+    mode = cfg.mask_mode
+    if mode == "full":
+        return np.ones((size, size), np.float32)
+    if mode == "dst":
+        pts = transform_points(job.landmarks, job.face_mat)
+        return hull_mask((size, size), pts)[..., 0].astype(np.float32)
+    if mode == "learned-prd":
+        return prd_mask
+    if mode == "learned-dst":
+        return dst_mask
+    if mode == "learned-prd*learned-dst":
+        return prd_mask * dst_mask
+    if mode == "learned-prd+learned-dst":
+        return np.clip(prd_mask + dst_mask, 0, 1)
+    if xseg is None:
+        raise DflError(f"mask mode {mode}: XSeg mask modes need a trained XSeg model in the workspace's "
+                       "model folder (none loaded); use a learned-* mask mode or train XSeg first")
+    s = XSEG_INPUT_SIZE
+    x_prd = x_dst = None
+    if mode in ("XSeg-prd", "XSeg-prd*XSeg-dst", "learned-prd*learned-dst*XSeg-prd*XSeg-dst"):
+        face = cv2.resize(prd_face, (s, s), interpolation=cv2.INTER_CUBIC)
+        x_prd = cv2.resize(np.asarray(xseg(face[None])[0], np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+    if mode != "XSeg-prd":
+        mat = transform_matrix(job.landmarks, s, face_type)
+        face = cv2.warpAffine(frame, mat, (s, s), flags=cv2.INTER_CUBIC)
+        face = face.astype(np.float32) / 255.0 if face.dtype == np.uint8 else face.astype(np.float32)
+        x_dst = cv2.resize(np.asarray(xseg(face[None])[0], np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+    if mode == "XSeg-prd":
+        return x_prd
+    if mode == "XSeg-dst":
+        return x_dst
+    if mode == "XSeg-prd*XSeg-dst":
+        return x_prd * x_dst
+    return prd_mask * dst_mask * x_prd * x_dst
+
+
+def _shape_mask(mask: np.ndarray, size: int, cfg: MergeConfig) -> np.ndarray:
+    """Denoise, upscale to 4x and (unless raw) erode/dilate and feather inside the predicted square."""
+    mask = mask.astype(np.float32, copy=True)
+    mask[mask < _NOISE] = 0.0
+    sub = size * 4
+    if mask.shape[0] != sub:
+        mask = cv2.resize(mask, (sub, sub), interpolation=cv2.INTER_CUBIC)
+    if cfg.is_raw:
+        return mask
+    pad = size
+    mask = np.pad(mask, pad)
+    mask = filters.erode_dilate(mask, int(cfg.erode_mask_modifier))
+    blur = int(cfg.blur_mask_modifier)
+    clip = pad + blur // 2            # fade to zero at the square's edge, not beyond it
+    mask[:clip, :] = 0
+    mask[-clip:, :] = 0
+    mask[:, :clip] = 0
+    mask[:, -clip:] = 0
+    mask = filters.feather(mask, blur)
+    return np.clip(mask[pad:-pad, pad:-pad], 0, 1)
+
+
+def _transfer(cfg: MergeConfig, face: np.ndarray, dst_face: np.ndarray, area: np.ndarray,
+              rng: np.random.Generator | None) -> np.ndarray:
+    if cfg.color_transfer_mode == "none":
+        return face
+    return np.clip(color_transfer(cfg.color_transfer_mode, face, dst_face, mask=area, rng=rng), 0, 1)
+
+
+def blend_face(frame: np.ndarray, job: FaceJob, prediction: Sequence[np.ndarray], cfg: MergeConfig,
+               face_type: FaceType, xseg: XSegFunc | None = None,
+               rng: np.random.Generator | None = None) -> FaceResult:
+    """Blend one predicted face into ``frame`` (uint8 BGR, not modified) per ``cfg``."""
+    h, w = frame.shape[:2]
+    prd_face = np.clip(prediction[0], 0, 1).astype(np.float32)
+    prd_mask = np.clip(prediction[1], 0, 1).astype(np.float32).reshape(prd_face.shape[:2])
+    dst_mask = np.clip(prediction[2], 0, 1).astype(np.float32).reshape(prd_face.shape[:2])
+    size = prd_face.shape[0]
+    dst_face = job.dst_face
+
+    scale = 1.0 + 0.01 * cfg.output_face_scale
+    out_mat = transform_matrix(job.landmarks, size, face_type, scale=scale) if cfg.output_face_scale else job.face_mat
+    mask_mat = transform_matrix(job.landmarks, size * 4, face_type, scale=scale)
+
+    wrk = _shape_mask(_work_mask(job, prd_face, prd_mask, dst_mask, cfg, face_type, frame, xseg), size, cfg)
+
+    whole_frame = not cfg.is_raw and cfg.mode != "original" and (
+        cfg.image_denoise_power or cfg.bicubic_degrade_power or cfg.color_degrade_power)
+    if whole_frame:     # DFL degrades the whole frame with these, not just the face
+        x0, y0, x1, y1 = 0, 0, w, h
+    else:
+        pts = np.concatenate([_square_bounds(job.face_mat, size), _square_bounds(out_mat, size)])
+        x0, y0, x1, y1 = _roi((h, w), pts)
+    rw, rh = x1 - x0, y1 - y0
+    img_u8 = frame[y0:y1, x0:x1]
+    img = img_u8.astype(np.float32) / 255.0
+    face_mat_r = _shift(job.face_mat, x0, y0)
+    out_mat_r = _shift(out_mat, x0, y0)
+    mask_mat_r = _shift(mask_mat, x0, y0)
+
+    img_mask = _warp_back(wrk, mask_mat_r, (rw, rh)) if rw and rh else np.zeros((rh, rw), np.float32)
+    img_mask = np.clip(img_mask, 0, 1)
+    img_mask[img_mask < _NOISE] = 0.0
+    wrk_small = np.clip(cv2.resize(wrk, (size, size), interpolation=cv2.INTER_CUBIC), 0, 1)[..., None]
+    roi = (x0, y0, x1, y1)
+
+    if cfg.mode == "original":
+        return FaceResult(roi, img, img_mask, np.zeros((rh, rw), bool))
+    if cfg.mode == "raw-rgb":
+        face_back = _warp_back(prd_face, out_mat_r, (rw, rh))
+        cover = np.clip(_warp_back(np.ones((size, size), np.float32), out_mat_r, (rw, rh)), 0, 1)[..., None]
+        out = np.clip(img * (1 - cover) + face_back * cover, 0, 1)
+        return FaceResult(roi, out, img_mask, cover[..., 0] > 0)
+    if cfg.mode == "raw-predict":
+        return FaceResult((0, 0, size, size), prd_face, wrk_small[..., 0], np.ones((size, size), bool), True)
+
+    ys, xs = np.nonzero(img_mask >= 0.1)
+    if len(ys) == 0 or min(xs.max() - xs.min(), ys.max() - ys.min()) < 4:
+        return FaceResult(roi, img, img_mask, np.zeros((rh, rw), bool))
+
+    area = (wrk_small > 0).astype(np.float32)
+    seamless = "seamless" in cfg.mode
+    if not seamless:
+        prd_face = _transfer(cfg, prd_face, dst_face, area, rng)
+    if cfg.mode == "hist-match":
+        hm = area if cfg.masked_hist_match else np.ones_like(area)
+        white = 1.0 - hm
+        a = np.minimum(prd_face * hm + white, 1.0)
+        b = np.minimum(dst_face * hm + white, 1.0)
+        prd_face = filters.hist_match(a, b, cfg.hist_match_threshold).astype(np.float32)
+
+    out = np.clip(_warp_back(prd_face, out_mat_r, (rw, rh)), 0, 1)
+    mask3 = img_mask[..., None]
+
+    if seamless:
+        s_mask = None
+        for i in range(1, 10):      # DFL: a hard mask at the lowest level that still has pixels
+            above = img_mask > i / 10.0
+            if above.any():
+                s_mask = np.where(above, 1.0, 0.0).astype(np.float32)
+                break
+        if s_mask is not None:
+            m8 = (s_mask * 255).astype(np.uint8)
+            bx, by, bw, bh = cv2.boundingRect(m8)
+            centre = (int(bx + bw / 2), int(by + bh / 2))
+            try:
+                out = cv2.seamlessClone((out * 255).astype(np.uint8), np.ascontiguousarray(img_u8), m8, centre,
+                                        cv2.NORMAL_CLONE).astype(np.float32) / 255.0
+            except cv2.error:
+                pass        # DFL also carries on with the plain overlay when cloning fails
+
+    out = img * (1 - mask3) + out * mask3
+
+    mp = cfg.motion_blur_power / 100.0
+    post = (seamless and cfg.color_transfer_mode != "none") or cfg.mode == "seamless-hist-match" or mp != 0 \
+        or cfg.blursharpen_amount != 0 or cfg.image_denoise_power != 0 or cfg.bicubic_degrade_power != 0
+    if post:
+        out_face = cv2.warpAffine(out, face_mat_r, (size, size), flags=cv2.INTER_CUBIC)
+        if seamless and cfg.color_transfer_mode != "none":
+            out_face = _transfer(cfg, out_face, dst_face, area, rng)
+        if cfg.mode == "seamless-hist-match":
+            out_face = filters.hist_match(out_face, dst_face, cfg.hist_match_threshold).astype(np.float32)
+        if mp != 0 and job.motion is not None:
+            k = int(job.motion[0] * mp)
+            if k >= 1:
+                out_face = filters.motion_blur(out_face, int(np.clip(k + 1, 2, 50)), job.motion[1])
+        if cfg.blursharpen_amount != 0:
+            out_face = filters.blursharpen(out_face, cfg.sharpen_mode, int(cfg.blursharpen_amount), 3)
+        if cfg.image_denoise_power != 0:
+            img = filters.denoise(img, int(cfg.image_denoise_power))
+        if cfg.bicubic_degrade_power != 0:
+            img = filters.bicubic_degrade(img, int(cfg.bicubic_degrade_power))
+        new_out = _warp_back(out_face, face_mat_r, (rw, rh))
+        out = np.clip(img * (1 - mask3) + new_out * mask3, 0, 1)
+    if cfg.color_degrade_power != 0:
+        out = filters.color_degrade(out, int(cfg.color_degrade_power))
+    changed = np.ones((rh, rw), bool) if whole_frame else img_mask > 0
+    return FaceResult(roi, np.clip(out, 0, 1).astype(np.float32), img_mask, changed)
+
+
+def compose(frame: np.ndarray, results: Sequence[FaceResult]) -> tuple[np.ndarray, np.ndarray]:
+    """Combine the faces of one frame as DFL does -> (uint8 BGR frame, float32 HxW merged mask).
+
+    Pixels no face changed keep the input's exact values.
+    """
+    if results and results[0].whole_image:
+        r = results[0]
+        return (np.clip(r.image * 255 + 0.5, 0, 255)).astype(np.uint8), r.mask.astype(np.float32)
+    out = frame.copy()
+    total = np.zeros(frame.shape[:2], np.float32)
+    for k, r in enumerate(results):
+        x0, y0, x1, y1 = r.roi
+        if x1 <= x0 or y1 <= y0:
+            continue
+        region = out[y0:y1, x0:x1]
+        m = r.mask
+        if k == 0:
+            merged, where = r.image, r.changed
+        else:
+            cur = region.astype(np.float32) / 255.0
+            merged = cur * (1 - m[..., None]) + r.image * m[..., None]
+            where = m > 0
+        vals = np.clip(merged * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        region[where] = vals[where]
+        total[y0:y1, x0:x1] = np.clip(total[y0:y1, x0:x1] + m, 0, 1)
+    return out, total
+
+
+def merge_frame(frame: np.ndarray, landmarks_list: Sequence[np.ndarray], predictor: Predictor,
+                cfg: MergeConfig, xseg: XSegFunc | None = None,
+                motions: Sequence[tuple[float, float] | None] | None = None,
+                rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Merge every face of one frame -> (uint8 frame, float32 mask); no faces: the frame unchanged."""
+    if not landmarks_list:
+        if cfg.mode == "raw-predict":
+            r = predictor.resolution
+            return np.zeros((r, r, 3), np.uint8), np.zeros((r, r), np.float32)
+        return frame.copy(), np.zeros(frame.shape[:2], np.float32)
+    jobs = [prepare_face(frame, lm, predictor.resolution, predictor.face_type,
+                         motions[i] if motions else None) for i, lm in enumerate(landmarks_list)]
+    prd, pm, dm = predictor(np.stack([j.dst_face for j in jobs]), morph_value=cfg.morph_value)
+    results = [blend_face(frame, j, (prd[i], pm[i], dm[i]), cfg, predictor.face_type, xseg, rng)
+               for i, j in enumerate(jobs)]
+    return compose(frame, results)
+
+
+def merge_face(frame: np.ndarray, record, predictor: Predictor, cfg: MergeConfig,
+               xseg: XSegFunc | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Merge the face described by ``record`` (a FaceRecord with ``source_landmarks``) into ``frame``.
+
+    Returns the merged uint8 frame and the float32 HxW merging mask.
+    """
+    lm = getattr(record, "source_landmarks", None)
+    if lm is None:
+        raise DflError(f"{getattr(record, 'source_filename', None) or 'face'}: aligned face has no "
+                       "source landmarks; re-extract dst faces")
+    return merge_frame(frame, [lm], predictor, cfg, xseg)
