@@ -9,6 +9,7 @@ deterministically, small and short, so the whole pipeline runs on it in tests.
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 import wave
@@ -19,6 +20,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from dfl.atomic import atomic_write_text
 from dfl.errors import DflError
 from dfl.video import encode_arrays
 from dfl.workspace import Workspace
@@ -26,6 +28,8 @@ from dfl.workspace import Workspace
 DEMO_FPS = 25
 DEMO_SECONDS = 3.0
 TONE_HZ = 440.0
+MARKER_NAME = "dfl_demo.json"
+"""Written beside the demo videos so ``dfl demo --run`` knows it may replace them and clear the folder."""
 
 
 @dataclass(frozen=True)
@@ -126,5 +130,21 @@ def make_demo_workspace(root: Path, *, seconds: float = DEMO_SECONDS, fps: int =
         write_tone(tone, n / fps)
         encode_arrays(animate(grace_hopper(), dst_size, n, phase=1.0), ws.root / "data_dst.mp4", fps=fps,
                       size=dst_size, audio=tone, total=n, desc="Demo data_dst")
-
+    sizes = {f"data_{side}.mp4": (ws.root / f"data_{side}.mp4").stat().st_size for side in ("src", "dst")}
+    atomic_write_text(ws.root / MARKER_NAME, json.dumps({"dfl_demo": 1, "frames": n, "fps": fps, "videos": sizes}))
     return ws
+
+
+def is_demo_workspace(root: Path) -> bool:
+    """True when ``root``'s videos are still the ones :func:`make_demo_workspace` wrote (marker, same sizes).
+
+    Lets ``dfl demo --run`` start over in its own workspace without asking, while footage a user put
+    there instead is never replaced or cleared without ``--overwrite``.
+    """
+    try:
+        info = json.loads((Path(root) / MARKER_NAME).read_text())
+        videos = info["videos"]
+        return all(Path(root, name).stat().st_size == size for name, size in videos.items()) and all(
+            Workspace(root).video(side) == Path(root, f"data_{side}.mp4") for side in ("src", "dst"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False

@@ -19,6 +19,8 @@ MODEL_CHOICES = click.Choice(["SAEHD", "AMP", "Quick96"], case_sensitive=False)
 @click.option("--model", "model_type", type=MODEL_CHOICES, help="Model to create (or resume: checked).")
 @click.option("--name", help="Model name: model/<name>_<Model>/. Without it: pick from the saved models.")
 @click.option("--target-iter", type=int, default=0, show_default=True, help="Stop (and save) at this iteration; 0: until Ctrl+C.")
+@click.option("--time-limit", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Stop (and save) after this many minutes of training; 0: no limit.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
               help="YAML or JSON file of options (answers the prompts; on resume: changes allowed options).")
 @click.option("--non-interactive", is_flag=True,
@@ -41,7 +43,7 @@ MODEL_CHOICES = click.Choice(["SAEHD", "AMP", "Quick96"], case_sensitive=False)
               help="Faces for pretrain mode (both sides). Default: data_src/aligned.")
 @click.option("--seed", type=int, default=None, help="Seed for weights and samples (reproducible runs).")
 @click.option("--list", "list_only", is_flag=True, help="List the saved models and exit.")
-def train_cmd(workspace: Workspace, model_type: str | None, name: str | None, target_iter: int,
+def train_cmd(workspace: Workspace, model_type: str | None, name: str | None, target_iter: int, time_limit: float,
               config_file: Path | None, non_interactive: bool, change_options: bool, device: str, precision: str,
               channels_last: bool, compile_: bool, autosave_minutes: float, backup_every: int, keep_backups: int,
               preview_seconds: float, preview_window: bool, workers: int | None, src_faces: Path | None,
@@ -73,7 +75,7 @@ def train_cmd(workspace: Workspace, model_type: str | None, name: str | None, ta
                     compile=compile_, autosave_minutes=autosave_minutes, backup_every=backup_every,
                     keep_backups=keep_backups, preview_seconds=preview_seconds, preview_window=preview_window,
                     workers=workers, seed=seed)
-    result, path = train(req, settings)
+    result, path = train(req, settings, time_limit_s=60 * time_limit or None)
     losses = " ".join(f"{k} {v:.4f}" for k, v in result.losses.items())
     click.echo(f"Trained {path.name} to iteration {result.iteration} ({result.ms_per_iter:.0f} ms/iteration, "
                f"data wait {100 * result.data_wait_share:.0f}%; {losses}); saved in {path}")

@@ -86,13 +86,21 @@ def settle_options(req: SessionRequest, model_type: str, path: Path, exists: boo
     return options, state, c.weights, c.optimizer
 
 
-def train(req: SessionRequest, settings: dict[str, Any]) -> tuple[TrainResult, Path]:
-    """Run a whole training session; returns the result and the model folder."""
+def train(req: SessionRequest, settings: dict[str, Any],
+          time_limit_s: float | None = None) -> tuple[TrainResult, Path]:
+    """Run a whole training session; returns the result and the model folder.
+
+    ``time_limit_s`` stops (and saves) once that many seconds have passed, whichever comes first
+    with ``target_iter``: a budget in minutes is easier to plan than an iteration count.
+    """
     from dfl.training.trainer import dist_info
 
     rank, world, _ = dist_info()
     if world > 1 and req.interactive:
         raise DflError("torchrun: give --non-interactive (and --name/--config) when training on several processes")
+    if world > 1 and time_limit_s:
+        raise DflError("--time-limit: not with torchrun (the processes would stop at different iterations); "
+                       "use --target-iter")
     name, model_type, exists = choose_model(req)
     path = ckpt.model_path(req.model_dir, name, model_type)
     lock = ckpt.lock_model(path) if rank == 0 else contextlib.nullcontext()
@@ -108,4 +116,45 @@ def train(req: SessionRequest, settings: dict[str, Any]) -> tuple[TrainResult, P
         trainer.options_changed = exists and options != ckpt.read_options(path)[1]
         if not exists and trainer.rank == 0:
             trainer.save()   # the options are on disk from the first second
+        if time_limit_s:
+            return run_with_time_limit(trainer, time_limit_s), path
         return trainer.run(), path
+
+
+def run_with_time_limit(trainer: Trainer, seconds: float) -> TrainResult:
+    """``trainer.run()`` that stops after ``seconds`` (at least one iteration), saving as on Ctrl+C.
+
+    The trainer's only clean way out mid-run is its Ctrl+C path (stop, preview, save), so the clock takes
+    that path from the per-iteration callback; a real Ctrl+C still propagates.
+    """
+    import time
+
+    from dfl.training.trainer import history_mean
+
+    start = time.perf_counter()
+    deadline = start + max(0.0, float(seconds))
+    user_callback = trainer.s.on_iteration
+    stamps: list[float] = []
+    timed_out = False
+
+    def on_iteration(it: int, losses: dict[str, float]) -> None:
+        nonlocal timed_out
+        if user_callback is not None:
+            user_callback(it, losses)
+        stamps.append(time.perf_counter())
+        if stamps[-1] >= deadline:
+            timed_out = True
+            raise KeyboardInterrupt
+
+    trainer.s.on_iteration = on_iteration
+    try:
+        return trainer.run()
+    except KeyboardInterrupt:
+        if not timed_out:
+            raise
+    finally:
+        trainer.s.on_iteration = user_callback
+    steps = [b - a for a, b in zip([start, *stamps], stamps)][1:] or [stamps[-1] - start]  # 1st: start-up
+    trainer._echo(f"time limit of {seconds / 60:g} min reached at iteration {trainer.state['iteration']}")
+    return TrainResult(int(trainer.state["iteration"]), history_mean(trainer.state["loss_history"], 50),
+                       1000 * sum(steps[-100:]) / len(steps[-100:]), 0.0, True, trainer.state["loss_history"])
