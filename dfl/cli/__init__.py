@@ -43,7 +43,7 @@ def cli() -> None:
     7  dfl merge                  put the learned face into data_dst/merged
     8  dfl video                  data_dst/merged -> result.mp4 with the dst's audio
 
-    dfl demo writes a demo workspace (no download needed); dfl faceset info shows faces' metadata.
+    dfl demo writes a demo workspace (no download needed; --run runs every step on it); dfl faceset info shows faces' metadata.
     Every command works on ./workspace unless --workspace or $DFL_WORKSPACE says otherwise.
     """
 
