@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Merge speed: frames/s and peak memory merging 720p frames with one face, Quick96, current device.
 
-Runs the real folder merger (read PNG, predict, blend, write labelled PNGs) on synthetic 1280x720 frames
-with a drawn face, for overlay + rct and for seamless.  The model is a freshly initialised Quick96: its
+Runs the real folder merger (read PNG, predict, blend, write labelled PNGs) on 1280x720 frames (the
+shared HDTF clip scaled up when ../shared has it, else drawn) with one face, for overlay + rct and for
+seamless.  The model is a freshly initialised Quick96: its
 cost per frame is that of a trained one.  Targets on 2 CPU cores: overlay + rct >= 10 frames/s,
 seamless >= 5.  For a 2-core figure on a bigger machine: ``taskset -c 0,1 python scripts/bench_merge.py``.
 """
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dfl.merge.config import MergeConfig  # noqa: E402
 from dfl.merge.face import ModelPredictor  # noqa: E402
-from dfl.merge.frames import frame_infos, merge_frames  # noqa: E402
+from dfl.merge.frames import frame_infos, merge_frames, merge_torch_threads  # noqa: E402
 from dfl.merge.synthetic import draw_face, template_landmarks  # noqa: E402
 
 
@@ -78,7 +79,7 @@ def stage_times(info, predictor, dev, n: int = 10) -> None:
     """Milliseconds per stage of one frame (decode, predict one face, blend, encode), one at a time."""
     import torch
 
-    from dfl.imageops.synthetic_label import encode_png
+    from dfl.merge.png import encode_png
     from dfl.merge.face import blend_face, compose, prepare_face
 
     data = np.fromfile(str(info.path), np.uint8)
@@ -115,7 +116,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: usable cores)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads while merging (default: the merger's choice, half the usable cores)")
     ap.add_argument("--workers", type=int, default=None, help="blend/write threads (default: usable cores)")
     ap.add_argument("--batch", type=int, default=None, help="frames predicted at once (CPU 4, GPU 16)")
     ap.add_argument("--model", default="Quick96")
@@ -128,8 +130,9 @@ def main() -> None:
     from dfl.models import build_model
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(args.threads or cores)
     dev = pick_device(args.device)
+    threads = args.threads or merge_torch_threads(cores)
+    torch.set_num_threads(threads)   # for --stages; merge_frames sets the same while merging
     model = build_model(args.model, {}).to(dev).eval()
     predictor = ModelPredictor(model, dev)
     batch = args.batch or (16 if dev.type == "cuda" else 4)
@@ -142,7 +145,7 @@ def main() -> None:
         infos = frame_infos(sorted(src.glob("*.png")), alignments)
         warm = MergeConfig(mode="overlay", color_transfer_mode="rct")
         merge_frames(infos[:batch], Path(tmp) / "warm", Path(tmp) / "warm_m", predictor, warm, batch_frames=batch,
-                     workers=workers, progress=False)
+                     workers=workers, progress=False, torch_threads=threads)
         if args.stages:
             stage_times(infos[0], predictor, dev)
         rows = []
@@ -151,19 +154,24 @@ def main() -> None:
                           ("seamless + rct", MergeConfig(mode="seamless", color_transfer_mode="rct"))):
             if dev.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             s = merge_frames(infos, Path(tmp) / name.replace(" ", ""), Path(tmp) / (name.replace(" ", "") + "_m"),
-                             predictor, cfg, batch_frames=batch, workers=workers, force=True, progress=False)
+                             predictor, cfg, batch_frames=batch, workers=workers, force=True, progress=False,
+                             torch_threads=threads)
             dt = time.perf_counter() - t
+            cpu_ms = (time.process_time() - cpu) / max(1, s.merged) * 1000
             gpu = torch.cuda.max_memory_allocated() / 2 ** 20 if dev.type == "cuda" else 0.0
-            rows.append((name, s.merged / dt, peak_rss_mib(), gpu))
+            rows.append((name, s.merged / dt, cpu_ms, peak_rss_mib(), gpu))
 
     print(f"dfl merge benchmark: {args.frames} {'HDTF' if HDTF.is_file() else 'drawn'} frames 1280x720, one face, {args.model} "
-          f"({model.resolution}px) on {dev.type}, {cores} usable cores, torch threads {torch.get_num_threads()}, "
+          f"({model.resolution}px) on {dev.type}, {cores} usable cores, torch threads {threads if dev.type == 'cpu' else '-'}, "
           f"{workers} workers, batch {batch}")
-    print(f"{'mode':<16} {'frames/s':>9} {'peak RSS MiB':>13} {'peak GPU MiB':>13}")
-    for name, fps, rss, gpu in rows:
-        print(f"{name:<16} {fps:>9.1f} {rss:>13.0f} {gpu:>13.0f}")
+    print(f"{'mode':<16} {'frames/s':>9} {'CPU ms/frame':>13} {'peak RSS MiB':>13} {'peak GPU MiB':>13}")
+    for name, fps, cpu_ms, rss, gpu in rows:
+        print(f"{name:<16} {fps:>9.1f} {cpu_ms:>13.0f} {rss:>13.0f} {gpu:>13.0f}")
+    if dev.type == "cpu":
+        print(f"(CPU ms/frame is all threads' CPU time per frame: {cores} free cores could reach about "
+              f"{cores} x 1000 / that frames/s; compare it with frames/s when other work shares the machine)")
 
 
 if __name__ == "__main__":

@@ -448,3 +448,96 @@ def test_hdtf_dst_merged_in_every_frame_then_video_keeps_count_fps_audio_and_lab
     assert n == len(frames) == vid.count_frames(out) == vid.count_frames(ws.root / "data_dst.mp4")
     assert info.fps == ref.fps and info.has_audio
     assert "synthetic face" in info.metadata.get("comment", "")
+
+
+# --- speed paths: they must give the same answers as the plain ones -------------------------------------
+
+@pytest.mark.parametrize("zlib_only", [False, True])
+def test_fast_png_writer_round_trips_pixels_and_labels(monkeypatch, zlib_only):
+    from dfl.merge import png
+
+    if zlib_only:       # the fallback when the isal package is missing
+        monkeypatch.setattr(png, "_isal", None)
+    rng = np.random.default_rng(3)
+    bgr = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    bgr[10:20] = 7                                       # runs and wrap-around in the "up" filter
+    grey = np.zeros((31, 41), np.uint8)
+    grey[5:9, 3:30] = 255
+    for img in (bgr, grey, bgr[3:20, 5:40], bgr[:1, :1]):   # views too, not only contiguous arrays
+        data = png.encode_png(img, {"Comment": label.COMMENT, "dfl-merge": "abc:model@3"})
+        back = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        assert back.shape == img.shape and np.array_equal(back, img)
+        assert label.read_png_text(data) == {"Comment": label.COMMENT, "dfl-merge": "abc:model@3"}
+    with pytest.raises(DflError):
+        png.encode_png(bgr.astype(np.float32))
+
+
+@pytest.mark.parametrize("kind,opts", [("SAEHD", dict(resolution=32, archi="df-ud", ae_dims=16, e_dims=8,
+                                                      d_dims=8, d_mask_dims=8)),      # Quick96's archi
+                                       ("SAEHD", dict(resolution=32, archi="liae-ud", ae_dims=16, e_dims=8,
+                                                      d_dims=8, d_mask_dims=8)),
+                                       ("SAEHD", dict(resolution=32, archi="df-t", ae_dims=16, e_dims=8,
+                                                      d_dims=8, d_mask_dims=8)),
+                                       ("AMP", dict(resolution=32, ae_dims=16, inter_dims=16, e_dims=8,
+                                                    d_dims=8, d_mask_dims=8))])
+def test_swap_mask_only_path_matches_the_full_decoders(kind, opts):
+    """swap() skips the dst decoder's face branch; its masks must equal the full decoders' outputs."""
+    import torch
+
+    from dfl.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(kind, opts).eval()
+    r = model.resolution
+    x = torch.rand(2, 3, r, r)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)     # tiny tensors: threads only fight over the shared cores
+    with torch.inference_mode():
+        face, face_m, dst_m = model.swap(x)
+        code = model.encoder(x)
+        if kind == "AMP":
+            ref_face, ref_m = model.decoder(model._morph_code(model.inter_src(code), model.inter_dst(code), 1.0))
+            _, ref_dst_m = model.decoder(model.inter_dst(code))
+        elif model.archi_type == "df":
+            z = model.inter(code)
+            ref_face, ref_m = model.decoder_src(z)
+            _, ref_dst_m = model.decoder_dst(z)
+        else:
+            ab, b = model.inter_AB(code), model.inter_B(code)
+            ref_face, ref_m = model.decoder(torch.cat((ab, ab), 1))
+            _, ref_dst_m = model.decoder(torch.cat((b, ab), 1))
+    torch.set_num_threads(before)
+    assert face.shape == (2, 3, r, r) and face_m.shape == dst_m.shape == (2, 1, r, r)
+    for got, ref in ((face, ref_face), (face_m, ref_m), (dst_m, ref_dst_m)):
+        assert torch.allclose(got, ref, atol=1e-5)
+
+
+def test_cpu_merge_shares_cores_and_restores_torch_threads(tmp_path):
+    """A CPU model predicts with half the cores while the workers blend; the setting is undone after."""
+    import torch
+
+    from dfl.merge.face import ModelPredictor
+    from dfl.merge.frames import frame_infos, merge_frames, merge_torch_threads
+    from dfl.models import build_model
+
+    assert merge_torch_threads(2) == 1 and merge_torch_threads(16) == 8 and merge_torch_threads(1) == 1
+    frame, lms = _frame(smooth=True)
+    cv2.imwrite(str(tmp_path / "00000.png"), frame)
+    seen = []
+
+    class Spy(ModelPredictor):
+        def __call__(self, faces, morph_value=None):
+            seen.append(torch.get_num_threads())
+            return super().__call__(faces, morph_value)
+
+    model = build_model("SAEHD", dict(resolution=32, archi="df", ae_dims=16, e_dims=8, d_dims=8,
+                                      d_mask_dims=8)).eval()
+    before = torch.get_num_threads()
+    infos = frame_infos([tmp_path / "00000.png"], {"00000": lms})
+    s = merge_frames(infos, tmp_path / "out", tmp_path / "mask", Spy(model, torch.device("cpu")),
+                     MergeConfig(mode="overlay", color_transfer_mode="rct"), progress=False, torch_threads=1)
+    assert s.merged == 1 and seen == [1] and torch.get_num_threads() == before
+    mask = cv2.imread(str(tmp_path / "mask" / "00000.png"), cv2.IMREAD_UNCHANGED)
+    out = cv2.imread(str(tmp_path / "out" / "00000.png"))
+    assert mask.dtype == np.uint8 and mask.ndim == 2 and mask.max() > 0
+    assert np.array_equal(out[mask == 0], frame[mask == 0])

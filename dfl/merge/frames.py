@@ -26,11 +26,13 @@ from tqdm import tqdm
 
 from dfl import __version__
 from dfl.atomic import atomic_write_bytes, atomic_write_text
+from dfl.device import available_cores
 from dfl.errors import DflError
 from dfl.faces.align import FaceType, transform_matrix, transform_points
 from dfl.imageops import synthetic_label as label
+from dfl.merge import png
 from dfl.merge.config import MergeConfig
-from dfl.merge.face import FaceResult, Predictor, XSegFunc, blend_face, compose, prepare_face
+from dfl.merge.face import FaceResult, Predictor, XSegFunc, blend_face, compose_rois, prepare_face
 from dfl.workspace import Workspace, list_images
 
 CONFIG_NAME = "merge_config.json"
@@ -133,9 +135,9 @@ def write_outputs(out_path: Path, mask_path: Path, image: np.ndarray, mask: np.n
     if visible_label:
         image = label.draw_visible_label(np.ascontiguousarray(image).copy())
     text = label.png_text_chunks({SETTINGS_KEY: digest}) if synthetic else {"Software": "dfl", SETTINGS_KEY: digest}
-    mask8 = (np.clip(mask, 0, 1) * 255).astype(np.uint8)
-    atomic_write_bytes(mask_path, label.encode_png(mask8, {"Software": "dfl", SETTINGS_KEY: digest}))
-    atomic_write_bytes(out_path, label.encode_png(image, text))   # last: its digest marks the frame done
+    mask8 = mask if mask.dtype == np.uint8 else (np.clip(mask, 0, 1) * 255).astype(np.uint8)
+    atomic_write_bytes(mask_path, png.encode_png(mask8, {"Software": "dfl", SETTINGS_KEY: digest}))
+    atomic_write_bytes(out_path, png.encode_png(image, text))   # last: its digest marks the frame done
 
 
 def save_config(out_dir: Path, cfg: MergeConfig, model: Mapping[str, object]) -> Path:
@@ -154,11 +156,13 @@ def merge_frames(infos: Sequence[FrameInfo], out_dir: Path, mask_dir: Path, pred
                  cfg: MergeConfig, *, model_id: str = "", frame_configs: Mapping[str, MergeConfig] | None = None,
                  xseg: XSegFunc | None = None, batch_frames: int = 4, workers: int | None = None,
                  force: bool = False, progress: bool = True,
-                 on_frame: Callable[[FrameInfo, np.ndarray, np.ndarray], None] | None = None) -> MergeSummary:
+                 on_frame: Callable[[FrameInfo, np.ndarray, np.ndarray], None] | None = None,
+                 torch_threads: int | None = None) -> MergeSummary:
     """Merge ``infos`` into ``out_dir``/``mask_dir`` (PNG per frame stem); the core of ``dfl merge``.
 
     ``frame_configs`` (frame stem -> settings) override ``cfg`` per frame, as the interactive merger
-    saves them.  Returns counts and time.
+    saves them.  ``torch_threads`` overrides :func:`merge_torch_threads` for a CPU model.  Returns
+    counts and time.
     """
     out_dir, mask_dir = Path(out_dir), Path(mask_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -179,7 +183,42 @@ def merge_frames(infos: Sequence[FrameInfo], out_dir: Path, mask_dir: Path, pred
         else:
             todo.append(info)
 
-    workers = workers or max(1, os.cpu_count() or 1)
+    workers = workers or available_cores()
+    restore_threads = _share_cores_with_workers(predictor, torch_threads)
+    try:
+        return _merge_todo(todo, summary, out_dir, mask_dir, predictor, cfgs, model_id, xseg, batch_frames,
+                           workers, progress, on_frame)
+    finally:
+        restore_threads()
+
+
+def merge_torch_threads(cores: int) -> int:
+    """Torch threads for predicting on the CPU while the workers blend and encode other frames.
+
+    The model is about half of a frame's work; half the cores for it keeps both sides busy, and one
+    thread on 2 cores avoids OpenMP's spinning threads fighting the workers (2-3x slower measured).
+    """
+    return max(1, cores // 2)
+
+
+def _share_cores_with_workers(predictor: Predictor, threads: int | None) -> Callable[[], None]:
+    """Set torch's CPU threads for the merge (unless OMP_NUM_THREADS says otherwise); returns the undo."""
+    dev = getattr(predictor, "device", None)
+    if dev is None or getattr(dev, "type", str(dev)) != "cpu" or (threads is None and "OMP_NUM_THREADS" in os.environ):
+        return lambda: None
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or merge_torch_threads(available_cores()))
+    return lambda: torch.set_num_threads(before)
+
+
+def _merge_todo(todo: list[FrameInfo], summary: MergeSummary, out_dir: Path, mask_dir: Path, predictor: Predictor,
+                cfgs: Mapping[str, MergeConfig], model_id: str, xseg: XSegFunc | None, batch_frames: int,
+                workers: int, progress: bool,
+                on_frame: Callable[[FrameInfo, np.ndarray, np.ndarray], None] | None) -> MergeSummary:
+    """The pipeline: a reader decodes the next chunk while the model predicts this one and the
+    workers blend and write the previous ones."""
     start = time.perf_counter()
     bar = tqdm(total=len(todo), desc="Merging", unit="frame", disable=not progress, dynamic_ncols=True)
 
@@ -189,13 +228,19 @@ def merge_frames(infos: Sequence[FrameInfo], out_dir: Path, mask_dir: Path, pred
         if jobs:
             results: list[FaceResult] = [blend_face(frame, j, (preds[0][k], preds[1][k], preds[2][k]), c,
                                                     predictor.face_type, xseg, rng) for k, j in enumerate(jobs)]
-            image, mask = compose(frame, results)
+            image, mask, box = compose_rois(frame, results)
+            mask8 = np.zeros(mask.shape, np.uint8)
+            if box is not None:     # the mask is zero outside the faces' rectangles
+                x0, y0, x1, y1 = box
+                mask8[y0:y1, x0:x1] = (np.clip(mask[y0:y1, x0:x1], 0, 1) * 255).astype(np.uint8)
         elif c.mode == "raw-predict":
             r = predictor.resolution
             image, mask = np.zeros((r, r, 3), np.uint8), np.zeros((r, r), np.float32)
+            mask8 = np.zeros((r, r), np.uint8)
         else:
             image, mask = frame, np.zeros(frame.shape[:2], np.float32)
-        write_outputs(out_dir / f"{info.path.stem}.png", mask_dir / f"{info.path.stem}.png", image, mask,
+            mask8 = np.zeros(frame.shape[:2], np.uint8)
+        write_outputs(out_dir / f"{info.path.stem}.png", mask_dir / f"{info.path.stem}.png", image, mask8,
                       frame_digest(c, model_id), synthetic=bool(jobs), visible_label=c.visible_label)
         if on_frame is not None:
             on_frame(info, image, mask)

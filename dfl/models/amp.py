@@ -78,8 +78,12 @@ class AMPDecoder(nn.Module):
         x = self.res3(self.upscale3(x))
         x = torch.cat((self.out_conv(x), self.out_conv1(x), self.out_conv2(x), self.out_conv3(x)), 1)
         x = torch.sigmoid(depth_to_space(x, 2))
+        return x, self.forward_mask(z)
+
+    def forward_mask(self, z: Tensor) -> Tensor:
+        """The mask branch alone (the swap needs only the dst reconstruction's mask)."""
         m = self.upscalem4(self.upscalem3(self.upscalem2(self.upscalem1(self.upscalem0(z)))))
-        return x, torch.sigmoid(self.out_convm(m))
+        return torch.sigmoid(self.out_convm(m))
 
 
 class AMPModel(SwapModel):
@@ -137,6 +141,5 @@ class AMPModel(SwapModel):
         code = self.encoder(dst)
         idst = self.inter_dst(code)
         src_dst_code = self._morph_code(self.inter_src(code), idst, mv)
-        n = dst.shape[0]
-        x, m = self.decoder(torch.cat((src_dst_code, idst), 0))
-        return x[:n], m[:n], m[n:]
+        x, m = self.decoder(src_dst_code)
+        return x, m, self.decoder.forward_mask(idst)   # the dst face itself is never used here

@@ -160,6 +160,12 @@ class Decoder(nn.Module):
         else:
             x = torch.sigmoid(self.out_conv(x))
 
+        return x, self.forward_mask(z)
+
+    def forward_mask(self, z: Tensor) -> Tensor:
+        """The mask branch alone: merging needs only the dst decoder's mask, and skipping its face
+        branch saves about half of a swap's compute."""
+        t, d = "t" in self.opts, "d" in self.opts
         m = self.upscalem2(self.upscalem1(self.upscalem0(z)))
         if t:
             m = self.upscalem3(m)
@@ -167,8 +173,7 @@ class Decoder(nn.Module):
                 m = self.upscalem4(m)
         elif d:
             m = self.upscalem3(m)
-        m = torch.sigmoid(self.out_convm(m))
-        return x, m
+        return torch.sigmoid(self.out_convm(m))
 
 
 class SAEHDModel(SwapModel):
@@ -258,10 +263,9 @@ class SAEHDModel(SwapModel):
         if self.archi_type == "df":
             z = self.inter(code)
             src_dst, src_dstm = self.decoder_src(z)
-            _, dst_dstm = self.decoder_dst(z)
+            dst_dstm = self.decoder_dst.forward_mask(z)   # its face branch is never used here
         else:
             ab, b = self.inter_AB(code), self.inter_B(code)
-            n = dst.shape[0]
-            x, m = self.decoder(torch.cat((torch.cat((ab, ab), 1), torch.cat((b, ab), 1)), 0))
-            src_dst, src_dstm, dst_dstm = x[:n], m[:n], m[n:]
+            src_dst, src_dstm = self.decoder(torch.cat((ab, ab), 1))
+            dst_dstm = self.decoder.forward_mask(torch.cat((b, ab), 1))
         return src_dst, src_dstm, dst_dstm
