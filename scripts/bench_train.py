@@ -4,7 +4,8 @@
 Each (model, precision) runs in its own process (so peak memory is its own): build the model with DFL's
 default options, the full objective (DSSIM + MSE + masks, DFL's optimiser) on random batches, a few
 warm-up iterations, then the mean of the timed ones.  Peak memory is the process's peak RSS on the CPU
-and the CUDA allocator's peak on a GPU.
+and the CUDA allocator's peak on a GPU.  'CPU ms' is the process's CPU time per iteration (all threads):
+on a shared machine it moves less with other people's load than wall time, so compare changes with it.
 
     python scripts/bench_train.py                       # all four, fp32 and bf16, current device
     python scripts/bench_train.py --configs q96 --precisions bf16 --iters 5
@@ -41,11 +42,13 @@ def _child(key: str, device_name: str, precision: str, warmup: int, iters: int, 
     from dfl.device import pick_device, use_all_cores
     from dfl.models import build_model
     from dfl.training.objective import Objective
+    from dfl.training.trainer import tune_cpu_for_training
 
     model_type, opts, batch = CONFIGS[key]
     device = pick_device(device_name)
     if device.type == "cpu":
         use_all_cores()
+        tune_cpu_for_training()  # as dfl train does
     opts = dict(opts, batch_size=batch) if model_type != "Quick96" else {}
     model = build_model(model_type, opts).to(device)
     obj = Objective(model, model.options, precision=precision, channels_last=channels_last)
@@ -65,19 +68,21 @@ def _child(key: str, device_name: str, precision: str, warmup: int, iters: int, 
     sync()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    times = []
+    times, cpu = [], []
     for _ in range(iters):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         obj.train_step(b)
         sync()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     if device.type == "cuda":
         peak_gb = torch.cuda.max_memory_allocated() / 1e9
     else:
         peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
     params = sum(p.numel() for p in model.parameters())
     return {"key": key, "precision": precision, "device": str(device), "threads": torch.get_num_threads(),
-            "ms": 1000 * sum(times) / len(times), "ms_min": 1000 * min(times), "peak_gb": peak_gb,
+            "ms": 1000 * sum(times) / len(times), "ms_min": 1000 * min(times),
+            "cpu_ms": 1000 * sum(cpu) / len(cpu), "peak_gb": peak_gb,
             "params_m": params / 1e6}
 
 
@@ -97,7 +102,7 @@ def main() -> None:
         print("RESULT " + json.dumps(_child(key, a.device, prec, a.warmup, a.iters, not a.no_channels_last)))
         return
     rows = []
-    print(f"{'configuration':24} {'precision':9} {'device':8} {'ms/iter':>9} {'peak GB':>8}  {'DFL CPU ref':>14}")
+    print(f"{'configuration':24} {'precision':9} {'device':8} {'ms/iter':>9} {'peak GB':>8}  {'DFL CPU ref':>14}  {'CPU ms':>7}")
     for key in a.configs.split(","):
         for prec in a.precisions.split(","):
             cmd = [sys.executable, __file__, "--child", f"{key}:{prec}", "--device", a.device,
@@ -112,7 +117,7 @@ def main() -> None:
             rows.append(row)
             ref = DFL_CPU_REFERENCE.get(key)
             ref_s = f"{ref[0]} ms {ref[1]} GB" if ref else "-"
-            print(f"{LABELS[key]:24} {prec:9} {row['device']:8} {row['ms']:9.0f} {row['peak_gb']:8.2f}  {ref_s:>14}",
+            print(f"{LABELS[key]:24} {prec:9} {row['device']:8} {row['ms']:9.0f} {row['peak_gb']:8.2f}  {ref_s:>14}  {row['cpu_ms']:7.0f}",
                   flush=True)
     if a.json:
         with open(a.json, "w") as f:

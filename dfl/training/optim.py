@@ -3,13 +3,16 @@
 Both differ from torch's stock versions in ways that change training: AdaBelief has no bias
 correction and adds eps outside the square root only; both support DFL's learning-rate dropout
 (each element's update kept with probability ``lr_dropout``, a fresh mask every step), the cosine
-learning-rate cycle ``lr_cos`` and global-norm gradient clipping ``clipnorm``.  Updates use
-torch's multi-tensor (``_foreach``) kernels, so a step is a handful of fused ops.
+learning-rate cycle ``lr_cos`` and global-norm gradient clipping ``clipnorm``.  When every
+parameter of a group has a gradient, the group's parameters, gradients and state live in a few flat
+buffers (the parameters become views into them), so a step is a handful of vectorised passes with no
+per-step allocation; otherwise torch's multi-tensor (``_foreach``) kernels update the subset.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable
 
 import torch
@@ -38,17 +41,159 @@ def _dropout_masks(params: list[Tensor], keep: float) -> list[Tensor]:
     return [torch.bernoulli(torch.full_like(p, keep)) for p in params]
 
 
-class AdaBelief(torch.optim.Optimizer):
+def _is_dense(t: Tensor) -> bool:
+    """Whether ``t`` covers its elements without gaps or overlaps (any dimension order)."""
+    dims = sorted((s, d) for s, d in zip(t.stride(), t.shape) if d != 1)
+    expect = 1
+    for stride, size in dims:
+        if stride != expect:
+            return False
+        expect *= size
+    return True
+
+
+class _FlatGroup:
+    """One parameter group's tensors packed into contiguous buffers, each parameter a strided view.
+
+    A step then costs a handful of vectorised passes over a few large buffers instead of several
+    small ops per parameter and per-step allocations (on the CPU the optimiser took ~40% of a Quick96
+    iteration before).  Parameters keep their own memory layout (channels_last included); the
+    optimiser's per-parameter state tensors are views too, so ``state_dict`` is unchanged.
+    """
+
+    def __init__(self, params: list[Tensor], state: dict, state_keys: tuple[str, ...]) -> None:
+        self.params = params
+        self.sizes = [p.numel() for p in params]
+        total = sum(self.sizes)
+        dev = params[0].device
+        self.data = torch.empty(total, device=dev, dtype=torch.float32)
+        self.grad = torch.empty(total, device=dev, dtype=torch.float32)
+        self.work = torch.empty(total, device=dev, dtype=torch.float32)
+        self.bufs = {k: torch.zeros(total, device=dev, dtype=torch.float32) for k in state_keys}
+        self.p_views = self._views(self.data)
+        self.g_views = self._views(self.grad)
+        for p, v in zip(params, self.p_views):
+            v.copy_(p.detach())
+            p.data = v
+        for k, buf in self.bufs.items():
+            for p, v in zip(params, self._views(buf)):
+                old = state.get(p, {}).get(k)
+                if old is not None:
+                    v.copy_(old)
+                state.setdefault(p, {})[k] = v
+        self.ptrs = [p.data_ptr() for p in params]
+        self.state_ptrs = {k: [state[p][k].data_ptr() for p in params] for k in state_keys}
+        self._rand: Tensor | None = None
+        self._keep: Tensor | None = None
+        self._keep_f: Tensor | None = None
+
+    def _views(self, flat: Tensor) -> list[Tensor]:
+        out, off = [], 0
+        for p, n in zip(self.params, self.sizes):
+            out.append(torch.as_strided(flat, p.shape, p.stride(), off))
+            off += n
+        return out
+
+    @staticmethod
+    def fits(params: list[Tensor]) -> bool:
+        return bool(params) and all(p.dtype == torch.float32 and _is_dense(p) for p in params) and \
+            len({p.device for p in params}) == 1
+
+    def valid(self, params: list[Tensor], state: dict) -> bool:
+        """Still aliased (nothing replaced a parameter's or a state tensor's storage since)?"""
+        if len(params) != len(self.params) or any(a is not b for a, b in zip(params, self.params)):
+            return False
+        if any(p.data_ptr() != q for p, q in zip(params, self.ptrs)):
+            return False
+        for k, ptrs in self.state_ptrs.items():
+            for p, q in zip(params, ptrs):
+                t = state.get(p, {}).get(k)
+                if t is None or t.data_ptr() != q:
+                    return False
+        return True
+
+    def load_grads(self) -> Tensor:
+        grads = [p.grad for p in self.params]
+        torch._foreach_copy_(self.g_views, grads)
+        for p, v in zip(self.params, self.g_views):
+            p.grad = v  # autograd's own gradient tensors can go now (lower peak memory)
+        return self.grad
+
+    def keep_mask(self, keep: float) -> Tensor:
+        """A fresh float mask of ones kept with probability ``keep`` (DFL's lr dropout).
+
+        Drawn as 16 random bits per element (the CPU's generator makes 32 bits per call, so half the
+        calls of ``bernoulli_``, and no float conversion): a 32-bit draw in [0, 2^31) gives one
+        element its low 16 bits and the next its high 15 bits, each compared with ``keep`` scaled to
+        its range, so the keep probability is within 2e-5 of ``keep``.
+        """
+        n = self.data.numel()
+        if self.data.device.type != "cpu" or sys.byteorder != "little":
+            if self._keep_f is None:
+                self._keep_f = torch.empty_like(self.data)
+            return self._keep_f.bernoulli_(keep)
+        if self._rand is None:
+            self._rand = torch.empty((n + 1) // 2, dtype=torch.int32)
+            self._keep = torch.empty(2 * self._rand.numel(), dtype=torch.bool)
+            self._keep_f = torch.empty(n, dtype=torch.float32)
+        assert self._keep is not None and self._keep_f is not None
+        self._rand.random_()  # [0, 2^31): low half 16 uniform bits (signed view), high half 15
+        halves = self._rand.view(torch.int16).view(-1, 2)
+        keep2 = self._keep.view(-1, 2)
+        torch.lt(halves[:, 0], round(keep * 65536) - 32768, out=keep2[:, 0])
+        torch.lt(halves[:, 1], round(keep * 32768), out=keep2[:, 1])
+        self._keep_f.copy_(self._keep[:n])
+        return self._keep_f
+
+
+class _FlatOptimizer(torch.optim.Optimizer):
+    """Shared machinery: flat buffers per group when every parameter has a gradient, else per-tensor."""
+
+    _state_keys: tuple[str, ...] = ()
+
+    def _init_flat(self) -> None:
+        """Pack each group now, so the parameters' new storage exists before anyone wraps the model."""
+        self._flat_groups: dict[int, _FlatGroup] = {}
+        for gi, group in enumerate(self.param_groups):
+            if _FlatGroup.fits(group["params"]):
+                self._flat_groups[gi] = _FlatGroup(list(group["params"]), self.state, self._state_keys)
+
+    def _flat(self, gi: int, group: dict, params: list[Tensor]) -> _FlatGroup | None:
+        if not hasattr(self, "_flat_groups"):
+            self._flat_groups: dict[int, _FlatGroup] = {}
+        if len(params) != len(group["params"]) or not _FlatGroup.fits(params):
+            return None
+        fg = self._flat_groups.get(gi)
+        if fg is None or not fg.valid(params, self.state):
+            fg = _FlatGroup(params, self.state, self._state_keys)
+            self._flat_groups[gi] = fg
+        return fg
+
+    def _states(self, params: list[Tensor]) -> list[list[Tensor]]:
+        out: list[list[Tensor]] = [[] for _ in self._state_keys]
+        for p in params:
+            st = self.state[p]
+            for i, k in enumerate(self._state_keys):
+                if k not in st:
+                    st[k] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                out[i].append(st[k])
+        return out
+
+
+class AdaBelief(_FlatOptimizer):
     """AdaBelief as DFL implements it (defaults: lr 5e-5, betas 0.9/0.999, eps 1e-6, no bias correction).
 
     m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*(g-m)^2;  w -= lr * m / (sqrt(v) + eps) [* dropout mask]
     """
+
+    _state_keys = ("m", "v")
 
     def __init__(self, params: Iterable, lr: float = 5e-5, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = EPS, lr_dropout: float = 1.0, lr_cos: int = 0, clipnorm: float = 0.0) -> None:
         defaults = dict(lr=lr, betas=betas, eps=eps, lr_dropout=lr_dropout, lr_cos=lr_cos, clipnorm=clipnorm,
                         iterations=0)
         super().__init__(params, defaults)
+        self._init_flat()
 
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[override]
@@ -56,47 +201,62 @@ class AdaBelief(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        for gi, group in enumerate(self.param_groups):
             params = [p for p in group["params"] if p.grad is not None]
             it = int(group["iterations"])
             group["iterations"] = it + 1
             if not params:
                 continue
+            b1, b2 = group["betas"]
+            lr = group["lr"] * _lr_factor(it, group["lr_cos"])
+            keep = group["lr_dropout"]
+            fg = self._flat(gi, group, params)
+            if fg is not None:
+                g = fg.load_grads()
+                _clip_by_global_norm([g], group["clipnorm"])
+                m, v, w = fg.bufs["m"], fg.bufs["v"], fg.work
+                m.lerp_(g, 1.0 - b1)
+                torch.sub(g, m, out=w)
+                w.square_()
+                v.lerp_(w, 1.0 - b2)  # b2*v + (1-b2)*(g-m)^2
+                torch.sqrt(v, out=w)
+                w.add_(group["eps"])
+                if keep != 1.0:
+                    mask = fg.keep_mask(keep)
+                    mask.div_(w)
+                    fg.data.addcmul_(m, mask, value=-lr)
+                else:
+                    fg.data.addcdiv_(m, w, value=-lr)
+                continue
             grads = [p.grad.float() if p.grad.dtype != torch.float32 else p.grad for p in params]
             _clip_by_global_norm(grads, group["clipnorm"])
-            ms, vs = [], []
-            for p in params:
-                st = self.state[p]
-                if not st:
-                    st["m"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    st["v"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                ms.append(st["m"])
-                vs.append(st["v"])
-            b1, b2 = group["betas"]
+            ms, vs = self._states(params)
             torch._foreach_lerp_(ms, grads, 1.0 - b1)  # m = b1*m + (1-b1)*g
             diff = torch._foreach_sub(grads, ms)
             torch._foreach_mul_(vs, b2)
             torch._foreach_addcmul_(vs, diff, diff, value=1.0 - b2)
             denom = torch._foreach_sqrt(vs)
             torch._foreach_add_(denom, group["eps"])
-            lr = group["lr"] * _lr_factor(it, group["lr_cos"])
-            if group["lr_dropout"] != 1.0:
+            if keep != 1.0:
                 upd = torch._foreach_div(ms, denom)
-                torch._foreach_mul_(upd, _dropout_masks(params, group["lr_dropout"]))
+                torch._foreach_mul_(upd, _dropout_masks(params, keep))
                 torch._foreach_add_(params, upd, alpha=-lr)
             else:
                 torch._foreach_addcdiv_(params, ms, denom, value=-lr)
         return loss
 
 
-class RMSprop(torch.optim.Optimizer):
+class RMSprop(_FlatOptimizer):
     """RMSprop as DFL implements it: a = rho*a + (1-rho)*g^2;  w -= lr * g / (sqrt(a) + eps)."""
+
+    _state_keys = ("a",)
 
     def __init__(self, params: Iterable, lr: float = 1e-3, rho: float = 0.9, eps: float = EPS,
                  lr_dropout: float = 1.0, lr_cos: int = 0, clipnorm: float = 0.0) -> None:
         defaults = dict(lr=lr, rho=rho, eps=eps, lr_dropout=lr_dropout, lr_cos=lr_cos, clipnorm=clipnorm,
                         iterations=0)
         super().__init__(params, defaults)
+        self._init_flat()
 
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[override]
@@ -104,29 +264,40 @@ class RMSprop(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        for gi, group in enumerate(self.param_groups):
             params = [p for p in group["params"] if p.grad is not None]
             it = int(group["iterations"])
             group["iterations"] = it + 1
             if not params:
                 continue
+            rho = group["rho"]
+            lr = group["lr"] * _lr_factor(it, group["lr_cos"])
+            keep = group["lr_dropout"]
+            fg = self._flat(gi, group, params)
+            if fg is not None:
+                g = fg.load_grads()
+                _clip_by_global_norm([g], group["clipnorm"])
+                a, w = fg.bufs["a"], fg.work
+                a.mul_(rho).addcmul_(g, g, value=1.0 - rho)
+                torch.sqrt(a, out=w)
+                w.add_(group["eps"])
+                if keep != 1.0:
+                    mask = fg.keep_mask(keep)
+                    mask.div_(w)
+                    fg.data.addcmul_(g, mask, value=-lr)
+                else:
+                    fg.data.addcdiv_(g, w, value=-lr)
+                continue
             grads = [p.grad.float() if p.grad.dtype != torch.float32 else p.grad for p in params]
             _clip_by_global_norm(grads, group["clipnorm"])
-            accs = []
-            for p in params:
-                st = self.state[p]
-                if not st:
-                    st["a"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                accs.append(st["a"])
-            rho = group["rho"]
+            (accs,) = self._states(params)
             torch._foreach_mul_(accs, rho)
             torch._foreach_addcmul_(accs, grads, grads, value=1.0 - rho)
             denom = torch._foreach_sqrt(accs)
             torch._foreach_add_(denom, group["eps"])
-            lr = group["lr"] * _lr_factor(it, group["lr_cos"])
-            if group["lr_dropout"] != 1.0:
+            if keep != 1.0:
                 upd = torch._foreach_div(grads, denom)
-                torch._foreach_mul_(upd, _dropout_masks(params, group["lr_dropout"]))
+                torch._foreach_mul_(upd, _dropout_masks(params, keep))
                 torch._foreach_add_(params, upd, alpha=-lr)
             else:
                 torch._foreach_addcdiv_(params, grads, denom, value=-lr)
