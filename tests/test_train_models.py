@@ -96,3 +96,55 @@ def test_model_learns_demo_faces(demo_faces: Path, model_type: str) -> None:
 @pytest.mark.parametrize("model_type", list(MODELS))
 def test_model_learns_hdtf_pair(hdtf_faces: Path, model_type: str) -> None:
     _learns(hdtf_faces, model_type)
+
+
+@pytest.mark.shared
+def test_quick96_on_hdtf_merges_every_frame_without_flicker(hdtf_faces: Path, shared_dir: Path,
+                                                            tmp_path: Path) -> None:
+    """After a short Quick96 training on the HDTF pair: merge 15 consecutive dst frames with DFL's default
+    settings, then ``dfl video``.  Every frame's face is replaced (none flickers back to the original
+    face), consecutive merged faces change no more abruptly than the original footage plus the swap's own
+    noise, and result.mp4 keeps the dst's frame count, fps and audio."""
+    from click.testing import CliRunner
+
+    from dfl import video as vid
+    from dfl.cli import cli
+
+    if not (Workspace(hdtf_faces).model_dir / "tQuick96_Quick96").is_dir():
+        _learns(hdtf_faces, "Quick96")
+    ws = Workspace(tmp_path / "ws")
+    ws.root.mkdir()
+    shutil.copytree(Workspace(hdtf_faces).model_dir, ws.model_dir)
+    vid.cut_video(shared_dir / "media" / "video" / "hdtf" / "WDA_KatieHill_000.mp4", ws.root / "data_dst.mp4",
+                  start=0, end=0.6, desc=None)   # 15 frames with audio
+    runner = CliRunner()
+    for args in (["extract-frames", "dst"], ["extract-faces", "dst", "--non-interactive", "--device", "cpu",
+                                             "--image-size", "128"],
+                 ["merge", "--model", "tQuick96", "--non-interactive", "--device", "cpu",
+                  "--mode", "overlay", "--mask-mode", "learned-prd*learned-dst", "--color-transfer", "rct"],
+                 ["video"]):
+        res = runner.invoke(cli, args + ["-w", str(ws.root)], catch_exceptions=False)
+        assert res.exit_code == 0, (args, res.output)
+
+    frames = list_images(ws.data_dst)
+    assert len(frames) == 15
+    changes, steps_merged, steps_orig = [], [], []
+    prev = None
+    for f in frames:
+        orig = cv2.imread(str(f)).astype(np.float32)
+        out = cv2.imread(str(ws.merged_dir / f.name)).astype(np.float32)
+        mask = cv2.imread(str(ws.merged_mask_dir / f.name), cv2.IMREAD_GRAYSCALE) > 128
+        assert mask.sum() > 0.02 * mask.size, f.name           # a face region in every frame
+        changes.append(np.abs(out - orig)[mask].mean())
+        if prev is not None:
+            both = mask & prev[2]
+            steps_merged.append(np.abs(out - prev[1])[both].mean())
+            steps_orig.append(np.abs(orig - prev[0])[both].mean())
+        prev = (orig, out, mask)
+    assert min(changes) > 3, changes                           # no frame left with the original face
+    assert max(changes) < 3 * np.median(changes), changes      # none merged much less than the others
+    assert max(steps_merged) < max(steps_orig) + 2 * np.median(changes), (steps_merged, steps_orig)
+
+    info, ref = vid.probe(ws.result), vid.probe(ws.root / "data_dst.mp4")
+    assert vid.count_frames(ws.result) == vid.count_frames(ws.root / "data_dst.mp4") == 15
+    assert info.fps == ref.fps and info.has_audio
