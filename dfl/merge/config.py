@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from dfl.config_file import load_mapping
 from dfl.errors import DflError
 
 MODES = ("original", "overlay", "hist-match", "seamless", "seamless-hist-match", "raw-rgb", "raw-predict")
@@ -119,21 +120,7 @@ class MergeConfig:
     def from_file(cls, path: Path) -> "MergeConfig":
         """Read a YAML or JSON config file (a mapping of setting names to values)."""
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise DflError(f"{path}: cannot read merge config ({exc.strerror})") from None
-        try:
-            if path.suffix.lower() == ".json":
-                data = json.loads(text)
-            else:
-                import yaml
-                data = yaml.safe_load(text)
-        except Exception as exc:  # noqa: BLE001 - any parse error is the user's to fix
-            raise DflError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'} ({exc})".replace("\n", " ")) from None
-        data = data or {}
-        if not isinstance(data, dict):
-            raise DflError(f"{path}: merge config must be a mapping of setting: value")
+        data = load_mapping(path, "merge config")
         data.pop("model", None)
         data.pop("dfl_version", None)
         keys = {k: str(k).replace("-", "_") for k in data}

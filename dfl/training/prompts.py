@@ -9,12 +9,12 @@ file (YAML or JSON, a flat mapping of option names) answers questions without as
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
+from dfl.config_file import load_mapping
 from dfl.errors import DflError
 
 Asker = Callable[[str, str], str]   # (question, default shown) -> raw answer
@@ -23,23 +23,7 @@ Asker = Callable[[str, str], str]   # (question, default shown) -> raw answer
 def load_config(path: Path) -> dict[str, Any]:
     """A flat ``{option: value}`` mapping from a YAML or JSON file (``model_type`` is allowed and checked
     by the caller)."""
-    import yaml
-
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DflError(f"{path}: cannot read config ({exc.strerror})") from None
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DflError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'} ({first})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise DflError(f"{path}: expected a mapping of option names to values")
-    return {str(k): v for k, v in data.items()}
+    return load_mapping(path, "config")
 
 
 def _show(value: Any, type_: str) -> str:
