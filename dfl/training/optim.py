@@ -169,6 +169,52 @@ class _FlatOptimizer(torch.optim.Optimizer):
             self._flat_groups[gi] = fg
         return fg
 
+    # The update is w -= lr * numerator / denominator [* lr-dropout mask]; subclasses say what the
+    # numerator and denominator are (and update their state), the loop below does everything else.
+    def _flat_terms(self, fg: "_FlatGroup", g: Tensor, group: dict) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def _foreach_terms(self, params: list[Tensor], grads: list[Tensor],
+                       group: dict) -> tuple[list[Tensor], list[Tensor]]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for gi, group in enumerate(self.param_groups):
+            params = [p for p in group["params"] if p.grad is not None]
+            it = int(group["iterations"])
+            group["iterations"] = it + 1
+            if not params:
+                continue
+            lr = group["lr"] * _lr_factor(it, group["lr_cos"])
+            keep = group["lr_dropout"]
+            fg = self._flat(gi, group, params)
+            if fg is not None:
+                g = fg.load_grads()
+                _clip_by_global_norm([g], group["clipnorm"])
+                num, den = self._flat_terms(fg, g, group)
+                if keep != 1.0:
+                    mask = fg.keep_mask(keep)
+                    mask.div_(den)
+                    fg.data.addcmul_(num, mask, value=-lr)
+                else:
+                    fg.data.addcdiv_(num, den, value=-lr)
+                continue
+            grads = [p.grad.float() if p.grad.dtype != torch.float32 else p.grad for p in params]
+            _clip_by_global_norm(grads, group["clipnorm"])
+            nums, dens = self._foreach_terms(params, grads, group)
+            if keep != 1.0:
+                upd = torch._foreach_div(nums, dens)
+                torch._foreach_mul_(upd, _dropout_masks(params, keep))
+                torch._foreach_add_(params, upd, alpha=-lr)
+            else:
+                torch._foreach_addcdiv_(params, nums, dens, value=-lr)
+        return loss
+
     def _states(self, params: list[Tensor]) -> list[list[Tensor]]:
         out: list[list[Tensor]] = [[] for _ in self._state_keys]
         for p in params:
@@ -195,55 +241,28 @@ class AdaBelief(_FlatOptimizer):
         super().__init__(params, defaults)
         self._init_flat()
 
-    @torch.no_grad()
-    def step(self, closure=None):  # type: ignore[override]
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for gi, group in enumerate(self.param_groups):
-            params = [p for p in group["params"] if p.grad is not None]
-            it = int(group["iterations"])
-            group["iterations"] = it + 1
-            if not params:
-                continue
-            b1, b2 = group["betas"]
-            lr = group["lr"] * _lr_factor(it, group["lr_cos"])
-            keep = group["lr_dropout"]
-            fg = self._flat(gi, group, params)
-            if fg is not None:
-                g = fg.load_grads()
-                _clip_by_global_norm([g], group["clipnorm"])
-                m, v, w = fg.bufs["m"], fg.bufs["v"], fg.work
-                m.lerp_(g, 1.0 - b1)
-                torch.sub(g, m, out=w)
-                w.square_()
-                v.lerp_(w, 1.0 - b2)  # b2*v + (1-b2)*(g-m)^2
-                torch.sqrt(v, out=w)
-                w.add_(group["eps"])
-                if keep != 1.0:
-                    mask = fg.keep_mask(keep)
-                    mask.div_(w)
-                    fg.data.addcmul_(m, mask, value=-lr)
-                else:
-                    fg.data.addcdiv_(m, w, value=-lr)
-                continue
-            grads = [p.grad.float() if p.grad.dtype != torch.float32 else p.grad for p in params]
-            _clip_by_global_norm(grads, group["clipnorm"])
-            ms, vs = self._states(params)
-            torch._foreach_lerp_(ms, grads, 1.0 - b1)  # m = b1*m + (1-b1)*g
-            diff = torch._foreach_sub(grads, ms)
-            torch._foreach_mul_(vs, b2)
-            torch._foreach_addcmul_(vs, diff, diff, value=1.0 - b2)
-            denom = torch._foreach_sqrt(vs)
-            torch._foreach_add_(denom, group["eps"])
-            if keep != 1.0:
-                upd = torch._foreach_div(ms, denom)
-                torch._foreach_mul_(upd, _dropout_masks(params, keep))
-                torch._foreach_add_(params, upd, alpha=-lr)
-            else:
-                torch._foreach_addcdiv_(params, ms, denom, value=-lr)
-        return loss
+    def _flat_terms(self, fg: _FlatGroup, g: Tensor, group: dict) -> tuple[Tensor, Tensor]:
+        b1, b2 = group["betas"]
+        m, v, w = fg.bufs["m"], fg.bufs["v"], fg.work
+        m.lerp_(g, 1.0 - b1)  # m = b1*m + (1-b1)*g
+        torch.sub(g, m, out=w)
+        w.square_()
+        v.lerp_(w, 1.0 - b2)  # b2*v + (1-b2)*(g-m)^2
+        torch.sqrt(v, out=w)
+        w.add_(group["eps"])
+        return m, w
+
+    def _foreach_terms(self, params: list[Tensor], grads: list[Tensor],
+                       group: dict) -> tuple[list[Tensor], list[Tensor]]:
+        b1, b2 = group["betas"]
+        ms, vs = self._states(params)
+        torch._foreach_lerp_(ms, grads, 1.0 - b1)
+        diff = torch._foreach_sub(grads, ms)
+        torch._foreach_mul_(vs, b2)
+        torch._foreach_addcmul_(vs, diff, diff, value=1.0 - b2)
+        denom = torch._foreach_sqrt(vs)
+        torch._foreach_add_(denom, group["eps"])
+        return ms, denom
 
 
 class RMSprop(_FlatOptimizer):
@@ -258,50 +277,23 @@ class RMSprop(_FlatOptimizer):
         super().__init__(params, defaults)
         self._init_flat()
 
-    @torch.no_grad()
-    def step(self, closure=None):  # type: ignore[override]
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for gi, group in enumerate(self.param_groups):
-            params = [p for p in group["params"] if p.grad is not None]
-            it = int(group["iterations"])
-            group["iterations"] = it + 1
-            if not params:
-                continue
-            rho = group["rho"]
-            lr = group["lr"] * _lr_factor(it, group["lr_cos"])
-            keep = group["lr_dropout"]
-            fg = self._flat(gi, group, params)
-            if fg is not None:
-                g = fg.load_grads()
-                _clip_by_global_norm([g], group["clipnorm"])
-                a, w = fg.bufs["a"], fg.work
-                a.mul_(rho).addcmul_(g, g, value=1.0 - rho)
-                torch.sqrt(a, out=w)
-                w.add_(group["eps"])
-                if keep != 1.0:
-                    mask = fg.keep_mask(keep)
-                    mask.div_(w)
-                    fg.data.addcmul_(g, mask, value=-lr)
-                else:
-                    fg.data.addcdiv_(g, w, value=-lr)
-                continue
-            grads = [p.grad.float() if p.grad.dtype != torch.float32 else p.grad for p in params]
-            _clip_by_global_norm(grads, group["clipnorm"])
-            (accs,) = self._states(params)
-            torch._foreach_mul_(accs, rho)
-            torch._foreach_addcmul_(accs, grads, grads, value=1.0 - rho)
-            denom = torch._foreach_sqrt(accs)
-            torch._foreach_add_(denom, group["eps"])
-            if keep != 1.0:
-                upd = torch._foreach_div(grads, denom)
-                torch._foreach_mul_(upd, _dropout_masks(params, keep))
-                torch._foreach_add_(params, upd, alpha=-lr)
-            else:
-                torch._foreach_addcdiv_(params, grads, denom, value=-lr)
-        return loss
+    def _flat_terms(self, fg: _FlatGroup, g: Tensor, group: dict) -> tuple[Tensor, Tensor]:
+        rho = group["rho"]
+        a, w = fg.bufs["a"], fg.work
+        a.mul_(rho).addcmul_(g, g, value=1.0 - rho)
+        torch.sqrt(a, out=w)
+        w.add_(group["eps"])
+        return g, w
+
+    def _foreach_terms(self, params: list[Tensor], grads: list[Tensor],
+                       group: dict) -> tuple[list[Tensor], list[Tensor]]:
+        rho = group["rho"]
+        (accs,) = self._states(params)
+        torch._foreach_mul_(accs, rho)
+        torch._foreach_addcmul_(accs, grads, grads, value=1.0 - rho)
+        denom = torch._foreach_sqrt(accs)
+        torch._foreach_add_(denom, group["eps"])
+        return grads, denom
 
 
 def make_optimizer(params: Iterable, options: dict, model_type: str = "SAEHD") -> torch.optim.Optimizer:
