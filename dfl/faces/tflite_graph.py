@@ -7,7 +7,10 @@ interpreter to float precision, for the short-range and full-range detectors and
 
 The graph description is a JSON list stored in the safetensors metadata (key ``graph``) by
 ``scripts/convert_mediapipe.py``; weights are the tensors of the same file. Tensors flow NCHW inside
-(the tflite graph is NHWC); layout only matters for RESHAPE/CONCATENATION/PAD/DEPTH_TO_SPACE, handled here.
+(the tflite graph is NHWC); layout only matters for RESHAPE/CONCATENATION/PAD/DEPTH_TO_SPACE/MUL/STRIDED_SLICE,
+handled here. MediaPipe's three custom ops of the attention landmark model (Landmarks2TransformMatrix,
+TransformTensorBilinear, TransformLandmarks, version 2) are reimplemented below from their definitions in
+MediaPipe's ``mediapipe/util/tflite/operations/``, with the options the converter copies from the flatbuffer.
 No TFLite dependency at run time.
 """
 
@@ -50,6 +53,7 @@ class TFLiteGraph(nn.Module):
         self.output_ids: list[int] = graph["outputs"]
         self.layers = nn.ModuleDict()
         self.trace: dict[int, torch.Tensor] | None = None
+        self._plans: dict[tuple[int, ...], list[int]] = {}
         for i, op in enumerate(self.ops):
             kind = op["op"]
             if kind == "conv":
@@ -70,6 +74,8 @@ class TFLiteGraph(nn.Module):
                 prelu = nn.PReLU(alpha.numel())
                 prelu.weight.data.copy_(alpha)
                 self.layers[str(i)] = prelu
+            elif kind == "mul" and "const" in op:
+                self.register_buffer(f"const{i}", tensors[op["const"]].float(), persistent=False)
 
     @classmethod
     def load(cls, path: str | Path) -> "TFLiteGraph":
@@ -87,10 +93,26 @@ class TFLiteGraph(nn.Module):
         # channels_last: 30-40% faster on CPU for these depthwise-heavy nets (measured, 1 thread).
         return model.to(memory_format=torch.channels_last).eval()
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def _plan(self, outputs: tuple[int, ...]) -> list[int]:
+        """Indices of the ops that the graph outputs at positions ``outputs`` depend on, in graph order."""
+        if outputs not in self._plans:
+            needed = {self.output_ids[k] for k in outputs}
+            keep = []
+            for i in range(len(self.ops) - 1, -1, -1):
+                if self.ops[i]["out"] in needed:
+                    keep.append(i)
+                    needed.update(self.ops[i]["in"])
+            self._plans[outputs] = keep[::-1]
+        return self._plans[outputs]
+
+    def forward(self, x: torch.Tensor, outputs: tuple[int, ...] | None = None) -> list[torch.Tensor]:
+        """All graph outputs, or only those at the positions ``outputs`` (then only the ops they need run: the
+        attention landmark model's mesh alone costs a third of its full run)."""
+        outputs = tuple(range(len(self.output_ids))) if outputs is None else tuple(outputs)
         values: dict[int, torch.Tensor] = {self.input_id: x.contiguous(memory_format=torch.channels_last)}
         four_d: dict[int, bool] = {self.input_id: True}  # True: NCHW stand-in for an NHWC tflite tensor
-        for i, op in enumerate(self.ops):
+        for i in self._plan(outputs):
+            op = self.ops[i]
             kind = op["op"]
             a = values[op["in"][0]]
             is4 = four_d[op["in"][0]]
@@ -139,6 +161,24 @@ class TFLiteGraph(nn.Module):
                 n, c, h, w = a.shape
                 y = a.reshape(n, b, b, c // (b * b), h, w).permute(0, 3, 4, 1, 5, 2)
                 y = y.reshape(n, c // (b * b), h * b, w * b)
+            elif kind == "mul":
+                other = getattr(self, f"const{i}") if "const" in op else values[op["in"][1]]
+                if is4 and other.dim() == 4:
+                    other = other.permute(0, 3, 1, 2)  # an NHWC constant against an NCHW stand-in
+                y = _activate(a * other, op["act"])
+            elif kind == "strided_slice":
+                index: list[slice] = [slice(None)] * a.dim()
+                for axis, (begin, end, step) in enumerate(op["slices"]):
+                    if axis > 0:  # the batch axis is always kept whole
+                        index[_NHWC_TO_NCHW_AXIS[axis] if is4 else axis] = slice(begin, end, step)
+                y = a[tuple(index)]
+            elif kind == "landmarks_to_transform_matrix":
+                y = landmarks_to_transform_matrix(a, **op["options"])
+            elif kind == "transform_tensor_bilinear":
+                y = transform_tensor_bilinear(a, values[op["in"][1]], op["options"]["output_height"],
+                                              op["options"]["output_width"])
+            elif kind == "transform_landmarks":
+                y = transform_landmarks(a, values[op["in"][1]])
             else:  # pragma: no cover - the converter only emits the kinds above
                 raise DflError(f"converted graph: unsupported op {kind!r}")
             values[op["out"]] = y
@@ -146,7 +186,8 @@ class TFLiteGraph(nn.Module):
         if self.trace is not None:  # debugging aid for conversions: every intermediate, NHWC like tflite
             self.trace.update({t: v.permute(0, 2, 3, 1) if four_d[t] else v for t, v in values.items()})
         outs = []
-        for t in self.output_ids:
+        for k in outputs:
+            t = self.output_ids[k]
             v = values[t]
             outs.append(v.permute(0, 2, 3, 1) if four_d[t] else v)
         return outs
@@ -196,3 +237,71 @@ def _resize_asymmetric(x: torch.Tensor, size: list[int]) -> torch.Tensor:
     top = x[:, :, y0][:, :, :, x0] * (1 - wx) + x[:, :, y0][:, :, :, x1] * wx
     bot = x[:, :, y1][:, :, :, x0] * (1 - wx) + x[:, :, y1][:, :, :, x1] * wx
     return top * (1 - wy) + bot * wy
+
+
+# MediaPipe's custom ops (mediapipe/util/tflite/operations/, version 2 of each), used by the face landmark model
+# with attention. Batched: one landmark set / matrix / feature map per batch item.
+
+
+def landmarks_to_transform_matrix(landmarks: torch.Tensor, *, left_rotation_idx: int, right_rotation_idx: int,
+                                  subset_idxs: list[int], output_height: int, output_width: int,
+                                  scale_x: float, scale_y: float, target_rotation_radians: float = 0.0,
+                                  **_: object) -> torch.Tensor:
+    """``Landmarks2TransformMatrix`` v2: (N, L, 3) landmarks -> (N, 4, 4) matrix taking the pixel coordinates of
+    an ``output_height`` x ``output_width`` crop to landmark coordinates.
+
+    The crop is rotated so that the line from landmark ``left_rotation_idx`` to ``right_rotation_idx`` is at
+    ``target_rotation_radians``, centred on the box of the ``subset_idxs`` landmarks in that rotated frame, and
+    spans ``scale_x`` x the box width by ``scale_y`` x its height. Row-major 4x4, z passes through.
+    """
+    xy = landmarks[..., :2]
+    d = xy[:, right_rotation_idx] - xy[:, left_rotation_idx]
+    rot = target_rotation_radians - torch.atan2(d[:, 1], d[:, 0])
+    cos, sin = torch.cos(rot), torch.sin(rot)
+    pts = xy[:, list(subset_idxs)]
+    x, y = pts[..., 0], pts[..., 1]
+    rx = cos[:, None] * x - sin[:, None] * y  # rotate by rot into the levelled frame
+    ry = sin[:, None] * x + cos[:, None] * y
+    lo_x, hi_x = rx.amin(1), rx.amax(1)
+    lo_y, hi_y = ry.amin(1), ry.amax(1)
+    mx, my = (lo_x + hi_x) / 2, (lo_y + hi_y) / 2
+    cx = cos * mx + sin * my  # the box centre rotated back (by -rot)
+    cy = -sin * mx + cos * my
+    sx = scale_x * (hi_x - lo_x) / output_width
+    sy = scale_y * (hi_y - lo_y) / output_height
+    # shift(centre) @ rotate(-rot) @ scale(sx, sy) @ shift(-output size / 2)
+    a00, a01 = cos * sx, sin * sy
+    a10, a11 = -sin * sx, cos * sy
+    tx = cx - a00 * (output_width / 2) - a01 * (output_height / 2)
+    ty = cy - a10 * (output_width / 2) - a11 * (output_height / 2)
+    zero, one = torch.zeros_like(cos), torch.ones_like(cos)
+    rows = [a00, a01, zero, tx, a10, a11, zero, ty, zero, zero, one, zero, zero, zero, zero, one]
+    return torch.stack(rows, 1).reshape(-1, 4, 4)
+
+
+def transform_tensor_bilinear(features: torch.Tensor, matrix: torch.Tensor, output_height: int,
+                              output_width: int) -> torch.Tensor:
+    """``TransformTensorBilinear`` v2: sample (N, C, H, W) features at ``matrix`` @ (x, y, 0, 1) of every output
+    pixel, pixel centres aligned (the matrix maps continuous coordinates, pixel i covering [i, i + 1)).
+
+    As in MediaPipe, an output pixel whose source point falls outside [0, W-1] x [0, H-1] is 0 (not blended with
+    the border), inside it is plain bilinear."""
+    n, _, h, w = features.shape
+    m = matrix.to(features.dtype)
+    oy, ox = torch.meshgrid(torch.arange(output_height, dtype=m.dtype, device=m.device),
+                            torch.arange(output_width, dtype=m.dtype, device=m.device), indexing="ij")
+    ox, oy = ox + 0.5, oy + 0.5  # output pixel centres ...
+    tx = m[:, 0, 0, None, None] * ox + m[:, 0, 1, None, None] * oy + m[:, 0, 3, None, None] - 0.5
+    ty = m[:, 1, 0, None, None] * ox + m[:, 1, 1, None, None] * oy + m[:, 1, 3, None, None] - 0.5  # ... to indices
+    inside = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
+    grid = torch.stack([tx * (2.0 / max(w - 1, 1)) - 1.0, ty * (2.0 / max(h - 1, 1)) - 1.0], -1)
+    out = F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return out * inside[:, None].to(out.dtype)
+
+
+def transform_landmarks(landmarks: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """``TransformLandmarks`` v2: (N, L, 2 or 3) points -> x, y through ``matrix`` (N, 4, 4) with z taken as 0
+    (so the matrix's z column does not act), any z column copied unchanged."""
+    m = matrix.to(landmarks.dtype)
+    xy = landmarks[..., :2] @ m[:, :2, :2].transpose(1, 2) + m[:, None, :2, 3]
+    return torch.cat([xy, landmarks[..., 2:]], -1)
