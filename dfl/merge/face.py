@@ -60,12 +60,15 @@ class ModelPredictor:
             else FaceType.from_string(model.face_type)
         self.batch_limit = batch_limit
         self._torch = torch
+        self._kernels: dict = {}  # Winograd-transformed kernels, computed once: the weights never change here
 
     def __call__(self, faces: np.ndarray, morph_value: float | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         torch = self._torch
         outs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        with torch.inference_mode():
+        from dfl.models.winograd import kernel_cache
+
+        with torch.inference_mode(), kernel_cache(self._kernels):
             for i in range(0, len(faces), self.batch_limit):
                 x = torch.from_numpy(np.ascontiguousarray(faces[i:i + self.batch_limit])).permute(0, 3, 1, 2)
                 x = x.to(self.device, dtype=torch.float32)

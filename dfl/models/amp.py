@@ -17,7 +17,8 @@ from torch import Tensor, nn
 
 from dfl.errors import DflError
 from dfl.models.base import SwapModel
-from dfl.models.blocks import Downscale, ResidualBlock, Upscale, conv2d, dense, depth_to_space, pixel_norm
+from dfl.models.blocks import (Downscale, ResidualBlock, Upscale, conv2d, dense, depth_to_space, pixel_norm,
+                               same_input_convs)
 
 
 class AMPEncoder(nn.Module):
@@ -76,7 +77,7 @@ class AMPDecoder(nn.Module):
         x = self.res1(self.upscale1(x))
         x = self.res2(self.upscale2(x))
         x = self.res3(self.upscale3(x))
-        x = torch.cat((self.out_conv(x), self.out_conv1(x), self.out_conv2(x), self.out_conv3(x)), 1)
+        x = same_input_convs(x, [self.out_conv, self.out_conv1, self.out_conv2, self.out_conv3])
         x = torch.sigmoid(depth_to_space(x, 2))
         return x, self.forward_mask(z)
 

@@ -28,6 +28,7 @@ from dfl.models.blocks import (
     dense,
     depth_to_space,
     pixel_norm,
+    same_input_convs,
 )
 
 
@@ -155,7 +156,7 @@ class Decoder(nn.Module):
         if t:
             x = self.res3(self.upscale3(x))
         if d:
-            x = torch.cat((self.out_conv(x), self.out_conv1(x), self.out_conv2(x), self.out_conv3(x)), 1)
+            x = same_input_convs(x, [self.out_conv, self.out_conv1, self.out_conv2, self.out_conv3])
             x = torch.sigmoid(depth_to_space(x, 2))
         else:
             x = torch.sigmoid(self.out_conv(x))

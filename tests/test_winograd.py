@@ -1,0 +1,135 @@
+"""Winograd F(4x4, 3x3) convolutions: same values and gradients as the direct convolution, used only where
+they apply, and kernel caching that can never serve stale weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dfl.models import build_model, winograd
+from dfl.models.blocks import Conv2d, conv2d, same_input_convs
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).detach().abs().max() / a.detach().abs().max())
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 16, 12, 12), (2, 5, 7, 9, 11), (1, 3, 4, 4, 4), (3, 6, 9, 8, 5)])
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_matches_direct_convolution_and_its_gradients(shape, channels_last, with_bias):
+    n, c, co, h, w = shape
+    g = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(n, c, h, w, generator=g)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    wt = (torch.randn(co, c, 3, 3, generator=g) * 0.2).requires_grad_()
+    b = torch.randn(co, generator=g).requires_grad_() if with_bias else None
+    ref = F.conv2d(x, wt, b, padding=1)
+    out = winograd.conv3x3(x, wt, b)
+    assert out.shape == ref.shape
+    assert _rel(ref, out) < 2e-5
+    gy = torch.randn(ref.shape, generator=g)
+    inputs = (x, wt) + ((b,) if with_bias else ())
+    for r, o in zip(torch.autograd.grad(ref, inputs, gy), torch.autograd.grad(out, inputs, gy)):
+        assert _rel(r, o) < 2e-5
+    with torch.no_grad():
+        assert _rel(ref, winograd.conv3x3(x, wt, b)) < 2e-5
+
+
+def test_output_allows_in_place_activation():
+    conv = Conv2d(64, 256, 3, padding=1)
+    x = torch.randn(2, 64, 16, 16, requires_grad=True)
+    assert winograd.applies(conv, x)
+    y = F.leaky_relu(conv(x), 0.1, inplace=True)  # a view output would make autograd refuse this
+    y.sum().backward()
+    assert x.grad is not None and conv.weight.grad is not None
+
+
+def test_applies_only_where_it_gains():
+    big = conv2d(256, 512, 3)
+    x = torch.randn(8, 256, 32, 32)
+    assert winograd.applies(big, x.requires_grad_())
+    assert not winograd.applies(conv2d(128, 3, 3), torch.randn(8, 128, 64, 64))       # RGB head
+    assert not winograd.applies(conv2d(256, 256, 5, stride=2), x)                       # not 3x3 stride 1
+    assert not winograd.applies(conv2d(256, 2048, 3), torch.randn(8, 256, 8, 8))        # kernels >> tiles
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not winograd.applies(big, x)
+    with torch.no_grad():  # inference without a kernel cache: only on larger maps
+        assert not winograd.applies(big, torch.randn(8, 256, 16, 16))
+        with winograd.kernel_cache():
+            assert winograd.applies(big, torch.randn(8, 256, 16, 16))
+
+
+def test_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv("DFL_WINOGRAD", "0")
+    assert not winograd.applies(conv2d(256, 512, 3), torch.randn(8, 256, 32, 32))
+
+
+def test_conv_keeps_the_stock_state_dict():
+    a, b = conv2d(64, 256, 3), torch.nn.Conv2d(64, 256, 3, padding=1)
+    assert isinstance(a, torch.nn.Conv2d)
+    assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}
+
+
+def test_kernel_cache_is_used_inside_its_block_and_never_outside():
+    conv = conv2d(64, 256, 3).eval()
+    x = torch.randn(2, 64, 32, 32)
+    with torch.no_grad():
+        before = conv(x)
+        conv.weight.data.mul_(2.0)  # an optimiser-style update that does not bump the version counter
+        assert torch.allclose(conv(x), 2 * before - conv.bias[None, :, None, None], rtol=1e-4, atol=1e-4)
+        store: dict = {}
+        with winograd.kernel_cache(store):
+            first = conv(x)
+        assert len(store) == 1
+        conv.weight.data.mul_(0.5)
+        with winograd.kernel_cache(store):  # the same store: frozen weights are this block's promise
+            assert torch.equal(conv(x), first)
+        with winograd.kernel_cache():       # a fresh block sees the new weights
+            assert torch.allclose(conv(x), before, rtol=1e-4, atol=1e-4)
+
+
+def test_same_input_convs_equals_separate_convs():
+    convs = [conv2d(16, 3, 1), conv2d(16, 3, 3), conv2d(16, 3, 3), conv2d(16, 3, 3)]
+    x = torch.randn(2, 16, 10, 10, requires_grad=True)
+    ref = torch.cat([c(x) for c in convs], 1)
+    out = same_input_convs(x, convs)
+    assert torch.allclose(ref, out, atol=1e-5)
+    gy = torch.randn_like(ref)
+    params = [p for c in convs for p in c.parameters()]
+    for r, o in zip(torch.autograd.grad(ref, [x] + params, gy), torch.autograd.grad(out, [x] + params, gy)):
+        assert torch.allclose(r, o, atol=1e-5)
+
+
+def test_saehd_step_is_the_same_with_and_without_winograd(monkeypatch):
+    opts = {"archi": "df-ud", "resolution": 64, "face_type": "f", "batch_size": 2, "ae_dims": 64,
+            "e_dims": 32, "d_dims": 32, "d_mask_dims": 16}
+    torch.manual_seed(0)
+    model = build_model("SAEHD", opts)
+    x = torch.rand(2, 3, 64, 64)
+    used = []
+    real = winograd.conv3x3
+
+    def spy(*a, **k):
+        used.append(1)
+        return real(*a, **k)
+
+    def run() -> list[torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        preds = model.forward_train(x, x, style_branch=False, with_swap=False)
+        loss = sum(v.float().square().mean() for k, v in preds.items() if k.startswith("pred_"))
+        loss.backward()
+        return [preds["pred_src_src"].detach()] + [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    monkeypatch.setattr(winograd, "conv3x3", spy)
+    with_w = run()
+    assert used, "no layer of this model took the Winograd path"
+    monkeypatch.setenv("DFL_WINOGRAD", "0")
+    used.clear()
+    without = run()
+    assert not used
+    for a, b in zip(without, with_w):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-6)
