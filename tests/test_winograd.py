@@ -152,3 +152,10 @@ def test_saehd_step_in_float32_differs_only_by_rounding(monkeypatch):
     # outputs by 5e-6 of their scale moves its gradients by up to 1e-2 ('-u' archi) as well
     for a, b in zip(without, with_w):
         assert float((a - b).norm() / a.norm()) < 1e-2
+
+
+def test_unbatched_input_takes_the_stock_path():
+    conv = conv2d(64, 256, 3)
+    x = torch.randn(64, 16, 16)
+    assert not winograd.applies(conv, x)
+    assert conv(x).shape == (256, 16, 16)

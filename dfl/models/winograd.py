@@ -94,6 +94,12 @@ def applies(conv: nn.Conv2d, x: Tensor) -> bool:
     feature map: on small maps with very wide layers (SAEHD's 8x8 -> 2048-channel upscale, Quick96's 12x12
     decoder layers) direct convolution is as fast or faster (measured), hence the kernel-to-tile ratio limit.
     """
+    if not (x.dim() == 4 and x.device.type == "cpu" and x.dtype == torch.float32
+            and conv.weight.dtype == torch.float32 and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
+            and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
+            and conv.padding_mode == "zeros" and conv.in_channels >= MIN_IN_CHANNELS
+            and conv.out_channels >= MIN_OUT_CHANNELS and enabled() and not _autocast_on()):
+        return False
     n, _, h, w = x.shape
     tiles = n * (-(-h // 4)) * (-(-w // 4))
     if conv.out_channels > MAX_KERNEL_TO_TILE_RATIO * tiles:
@@ -103,12 +109,7 @@ def applies(conv: nn.Conv2d, x: Tensor) -> bool:
     min_side = MIN_SIDE
     if getattr(_STATE, "cache", None) is None and not _needs_grad(x, conv):
         min_side = MIN_SIDE_UNCACHED_INFERENCE
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and conv.weight.dtype == torch.float32
-            and x.dim() == 4 and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
-            and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
-            and conv.padding_mode == "zeros" and conv.in_channels >= MIN_IN_CHANNELS
-            and conv.out_channels >= MIN_OUT_CHANNELS and min(x.shape[2], x.shape[3]) >= min_side
-            and enabled() and not _autocast_on())
+    return min(h, w) >= min_side
 
 
 def _kernel_transform(weight: Tensor) -> Tensor:
