@@ -47,14 +47,17 @@ def _reference(cls: str, params: list[torch.Tensor], grads_seq: list[list[torch.
     return ws
 
 
+@pytest.mark.parametrize("chunked", [True, False])  # False: the GPU's one-pass layout, forced on the CPU
 @pytest.mark.parametrize("cls", ["AdaBelief", "RMSprop"])
-def test_flat_and_per_tensor_paths_match_dfl_rule(cls: str) -> None:
+def test_flat_and_per_tensor_paths_match_dfl_rule(cls: str, chunked: bool, monkeypatch) -> None:
     opt_cls = {"AdaBelief": AdaBelief, "RMSprop": RMSprop}[cls]
+    monkeypatch.setattr(opt_cls, "_chunked", chunked)
+    monkeypatch.setattr("dfl.training.optim.CHUNK", 7)  # several chunks per parameter, and a ragged last one
     flat = _params()
     ref = _reference(cls, flat, [_grads(flat, s) for s in range(4)], lr=1e-2, clipnorm=1.0)
     # every parameter has a gradient: the flat-buffer path
     opt = opt_cls(flat, lr=1e-2, clipnorm=1.0)
-    assert 0 in opt._flat_groups
+    assert 0 in opt._flat_groups and opt._flat_groups[0].chunked == chunked
     for s in range(4):
         for p, g in zip(flat, _grads(flat, s)):
             p.grad = g

@@ -66,14 +66,18 @@ class _FlatGroup:
 
     Why: a step is then a handful of vectorised passes over large spans instead of several small ops per
     parameter (on the CPU the optimiser took ~40% of a Quick96 iteration before), and it runs chunk by
-    chunk (``CHUNK`` elements) so that the six or so passes of the update rule re-read data from the cache,
-    not from memory, which these machines have little bandwidth for.  The gradients stay autograd's own
-    tensors (no flat copy) and the scratch space is one chunk, so packing costs no memory beyond the state.
+    chunk (``CHUNK`` elements) on the CPU so that the six or so passes of the update rule re-read data from
+    the cache, not from memory, which these machines have little bandwidth for.  There the gradients stay
+    autograd's own tensors (no flat copy) and the scratch space is one chunk, so packing costs no memory
+    beyond the state.  On a GPU, where each op is a kernel launch, gradients are gathered into one flat
+    buffer and the rule runs once over everything.
     Parameters keep their own memory layout (channels_last included); the optimiser's per-parameter state
     tensors are views too, so ``state_dict`` is unchanged.
     """
 
-    def __init__(self, params: list[Tensor], state: dict, state_keys: tuple[str, ...]) -> None:
+    def __init__(self, params: list[Tensor], state: dict, state_keys: tuple[str, ...],
+                 chunked: bool | None = None) -> None:
+        """``chunked``: run chunk-wise from autograd's gradients (default: on the CPU only)."""
         self.params = params
         self.sizes = [p.numel() for p in params]
         self.offsets = [0]
@@ -95,9 +99,11 @@ class _FlatGroup:
                 state.setdefault(p, {})[k] = v
         self.ptrs = [p.data_ptr() for p in params]
         self.state_ptrs = {k: [state[p][k].data_ptr() for p in params] for k in state_keys}
-        chunk = min(CHUNK, max(self.sizes))
-        self.work = torch.empty(chunk, device=dev, dtype=torch.float32)
-        self.grad_scratch = torch.empty(chunk, device=dev, dtype=torch.float32)
+        self.chunked = dev.type == "cpu" if chunked is None else chunked
+        self.work = torch.empty(min(CHUNK, max(self.sizes)) if self.chunked else total, device=dev,
+                                dtype=torch.float32)
+        self.flat_grad = None if self.chunked else torch.empty(total, device=dev, dtype=torch.float32)
+        self.g_views = None if self.flat_grad is None else self._views(self.flat_grad)
         self._rand: Tensor | None = None
         self._keep: Tensor | None = None
         self._keep_f: Tensor | None = None
@@ -129,6 +135,11 @@ class _FlatGroup:
         A gradient laid out like its parameter (autograd's usual case) is read in place through a 1-D view
         of its storage; any other layout is first copied into the parameter's layout, one chunk at a time.
         """
+        if self.flat_grad is not None:
+            assert self.g_views is not None
+            torch._foreach_copy_(self.g_views, [p.grad for p in self.params])
+            yield slice(0, self.flat_grad.numel()), self.flat_grad
+            return
         for p, off, n in zip(self.params, self.offsets, self.sizes):
             g = p.grad
             if g.dtype != torch.float32:
@@ -176,13 +187,14 @@ class _FlatOptimizer(torch.optim.Optimizer):
     """Shared machinery: flat buffers per group when every parameter has a gradient, else per-tensor."""
 
     _state_keys: tuple[str, ...] = ()
+    _chunked: bool | None = None  # None: chunk-wise on the CPU, one flat pass elsewhere (tests force either)
 
     def _init_flat(self) -> None:
         """Pack each group now, so the parameters' new storage exists before anyone wraps the model."""
         self._flat_groups: dict[int, _FlatGroup] = {}
         for gi, group in enumerate(self.param_groups):
             if _FlatGroup.fits(group["params"]):
-                self._flat_groups[gi] = _FlatGroup(list(group["params"]), self.state, self._state_keys)
+                self._flat_groups[gi] = _FlatGroup(list(group["params"]), self.state, self._state_keys, self._chunked)
 
     def _flat(self, gi: int, group: dict, params: list[Tensor]) -> _FlatGroup | None:
         if not hasattr(self, "_flat_groups"):
@@ -191,7 +203,7 @@ class _FlatOptimizer(torch.optim.Optimizer):
             return None
         fg = self._flat_groups.get(gi)
         if fg is None or not fg.valid(params, self.state):
-            fg = _FlatGroup(params, self.state, self._state_keys)
+            fg = _FlatGroup(params, self.state, self._state_keys, self._chunked)
             self._flat_groups[gi] = fg
         return fg
 
@@ -224,7 +236,7 @@ class _FlatOptimizer(torch.optim.Optimizer):
                 scale = _global_norm_scale([p.grad for p in params], group["clipnorm"])
                 for span, g in fg.chunks():
                     if scale is not None:
-                        g = torch.mul(g, scale, out=fg.grad_scratch[:g.numel()])
+                        g.mul_(scale)  # in place, as DFL's clipping replaces the gradients
                     num, den = self._flat_terms(fg, span, g, group)
                     data = fg.data[span]
                     if keep != 1.0:
