@@ -138,18 +138,26 @@ def _output(m: Tensor, bias: Tensor | None, n: int, h: int, w: int, th: int, tw:
     so that in-place activations after it are allowed)."""
     co = m.shape[-1]
     y = (_mats(m.device)[1] @ m.reshape(36, -1)).view(4, 4, n, th, tw, co).permute(2, 3, 0, 4, 1, 5)
+    if _compiling():  # traced graphs: plain ops (no data pointers, no out= into views); the compiler fuses them
+        full = y.reshape(n, 4 * th, 4 * tw, co)[:, :h, :w]
+        if bias is not None:
+            full = full + bias
+        return full.permute(0, 3, 1, 2).clone(memory_format=torch.channels_last)
     out = torch.empty((n, co, h, w), dtype=m.dtype, device=m.device, memory_format=torch.channels_last)
-    if 4 * th == h and 4 * tw == w:
-        dst = out.permute(0, 2, 3, 1).view(n, th, 4, tw, 4, co)
-    else:
-        dst = m.new_empty(n, th, 4, tw, 4, co)
+    exact = 4 * th == h and 4 * tw == w
+    dst = out.permute(0, 2, 3, 1).view(n, th, 4, tw, 4, co) if exact else m.new_empty(n, th, 4, tw, 4, co)
     if bias is not None:
         torch.add(y, bias, out=dst)
     else:
         dst.copy_(y)
-    if dst.data_ptr() != out.data_ptr():
+    if not exact:
         out.permute(0, 2, 3, 1).copy_(dst.view(n, 4 * th, 4 * tw, co)[:, :h, :w])
     return out
+
+
+def _compiling() -> bool:
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(is_compiling and is_compiling())
 
 
 def _overlap_add(dt: Tensor, n: int, h: int, w: int, c: int, th: int, tw: int) -> Tensor:
