@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dfl.models import build_model, winograd
+from dfl.models import build_model, im2col, winograd
 from dfl.models.blocks import Conv2d, conv2d, same_input_convs
 
 
@@ -159,3 +159,30 @@ def test_unbatched_input_takes_the_stock_path():
     x = torch.randn(64, 16, 16)
     assert not winograd.applies(conv, x)
     assert conv(x).shape == (256, 16, 16)
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_im2col_matches_direct_convolution_and_its_gradients(with_bias):
+    g = torch.Generator().manual_seed(3)
+    conv = conv2d(32, 2048, 3)
+    if not with_bias:
+        conv.bias = None
+    x = torch.randn(2, 32, 6, 7, generator=g).contiguous(memory_format=torch.channels_last).requires_grad_()
+    assert im2col.applies(conv, x) and not winograd.applies(conv, x)
+    out = conv(x)
+    ref = F.conv2d(x, conv.weight, conv.bias, padding=1)
+    assert _rel(ref, out) < 2e-5
+    gy = torch.randn(ref.shape, generator=g)
+    inputs = [x] + list(conv.parameters())
+    for r, o in zip(torch.autograd.grad(ref, inputs, gy), torch.autograd.grad(out, inputs, gy)):
+        assert _rel(r, o) < 2e-5
+    y = F.leaky_relu(conv(x), 0.1, inplace=True)  # in-place after it is allowed
+    y.sum().backward()
+
+
+def test_im2col_only_for_small_maps_to_many_channels(monkeypatch):
+    assert im2col.applies(conv2d(256, 2048, 3), torch.randn(8, 256, 8, 8))
+    assert not im2col.applies(conv2d(256, 704, 3), torch.randn(8, 256, 8, 8))      # not wide enough
+    assert not im2col.applies(conv2d(256, 2048, 3), torch.randn(8, 256, 16, 16))   # map too large
+    monkeypatch.setenv("DFL_WINOGRAD", "0")                                       # one switch for both
+    assert not im2col.applies(conv2d(256, 2048, 3), torch.randn(8, 256, 8, 8))

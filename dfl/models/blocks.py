@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dfl.models import winograd
+from dfl.models import im2col, winograd
 
 
 def init_glorot(module: nn.Module) -> nn.Module:
@@ -33,11 +33,14 @@ def init_glorot(module: nn.Module) -> nn.Module:
 
 class Conv2d(nn.Conv2d):
     """``nn.Conv2d`` (same parameters and state dict) that runs large 3x3 float32 CPU convolutions by
-    Winograd F(4x4, 3x3), about twice as fast there to train (see :mod:`dfl.models.winograd`)."""
+    Winograd F(4x4, 3x3), about twice as fast there to train (see :mod:`dfl.models.winograd`), and those of
+    small maps to very many channels as one GEMM (:mod:`dfl.models.im2col`)."""
 
     def forward(self, x: Tensor) -> Tensor:
         if winograd.applies(self, x):
             return winograd.conv3x3(x, self.weight, self.bias)
+        if im2col.applies(self, x):
+            return im2col.conv3x3(x, self.weight, self.bias)
         return super().forward(x)
 
 

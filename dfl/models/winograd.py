@@ -17,7 +17,7 @@ channels on large maps), hence :func:`applies`.  Results equal the direct convol
 (fp32 rounding of the transforms), well inside what training or merging can notice.
 
 On GPUs cuDNN picks its own Winograd kernels, so this is for float32 on the CPU only, outside autocast.
-``DFL_WINOGRAD=0`` turns it off.
+``DFL_WINOGRAD=0`` turns it off (and :mod:`dfl.models.im2col`, the other CPU convolution path).
 """
 
 from __future__ import annotations
