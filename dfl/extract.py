@@ -138,20 +138,12 @@ def unrotate_box(box: np.ndarray, rot: int, height: int, width: int) -> np.ndarr
 
 # ----------------------------------------------------------------------------------- detection
 def rotate_points(points: np.ndarray, rot: int, height: int, width: int) -> np.ndarray:
-    """Frame points (frame ``height, width``) in the pixels of ``rotate(frame, rot)``."""
-    p = np.asarray(points, np.float64).reshape(-1, 2)
-    x, y = p[:, 0], p[:, 1]
-    if rot == 0:
-        out = p.copy()
-    elif rot == 90:
-        out = np.stack([height - 1 - y, x], axis=1)
-    elif rot == 270:
-        out = np.stack([y, width - 1 - x], axis=1)
-    elif rot == 180:
-        out = np.stack([width - 1 - x, height - 1 - y], axis=1)
-    else:
+    """Frame points (frame ``height, width``) in the pixels of ``rotate(frame, rot)``: the frame is that image
+    turned back by ``360 - rot``, so this is :func:`unrotate_points` of that turn, in the rotated image's size."""
+    if rot not in (0, 90, 180, 270):
         raise ValueError(f"rotation {rot}")
-    return out.reshape(np.shape(points))
+    rh, rw = (width, height) if rot in (90, 270) else (height, width)
+    return unrotate_points(points, (360 - rot) % 360, rh, rw)
 
 
 def _keep_index(boxes: np.ndarray, min_face_px: int, max_faces: int) -> np.ndarray:

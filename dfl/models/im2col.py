@@ -23,11 +23,8 @@ MAX_PIXELS = 64  # output map of at most 8x8
 
 def applies(conv: nn.Conv2d, x: Tensor) -> bool:
     """Whether ``conv(x)`` is a 3x3/stride 1/pad 1 float32 CPU convolution of a small map to many channels."""
-    return (x.dim() == 4 and x.device.type == "cpu" and x.dtype == torch.float32
-            and conv.weight.dtype == torch.float32 and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
-            and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
-            and conv.padding_mode == "zeros" and conv.out_channels >= MIN_OUT_CHANNELS
-            and x.shape[2] * x.shape[3] <= MAX_PIXELS and winograd.enabled() and not winograd._autocast_on())
+    return (winograd.cpu_same_3x3(conv, x) and conv.out_channels >= MIN_OUT_CHANNELS
+            and x.shape[2] * x.shape[3] <= MAX_PIXELS)
 
 
 def conv3x3(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

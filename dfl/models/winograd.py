@@ -86,6 +86,15 @@ def _needs_grad(x: Tensor, conv: nn.Conv2d) -> bool:
     return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in conv.parameters()))
 
 
+def cpu_same_3x3(conv: nn.Conv2d, x: Tensor) -> bool:
+    """``conv(x)`` is a plain 3x3, stride 1, pad 1 float32 convolution of a batch on the CPU, outside autocast,
+    with the fast paths on: what both this module and :mod:`dfl.models.im2col` require."""
+    return (x.dim() == 4 and x.device.type == "cpu" and x.dtype == torch.float32
+            and conv.weight.dtype == torch.float32 and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
+            and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
+            and conv.padding_mode == "zeros" and enabled() and not _autocast_on())
+
+
 def applies(conv: nn.Conv2d, x: Tensor) -> bool:
     """Whether ``conv(x)`` is a 3x3/stride 1/pad 1 float32 CPU convolution that gains.
 
@@ -94,11 +103,8 @@ def applies(conv: nn.Conv2d, x: Tensor) -> bool:
     feature map: on small maps with very wide layers (SAEHD's 8x8 -> 2048-channel upscale, Quick96's 12x12
     decoder layers) direct convolution is as fast or faster (measured), hence the kernel-to-tile ratio limit.
     """
-    if not (x.dim() == 4 and x.device.type == "cpu" and x.dtype == torch.float32
-            and conv.weight.dtype == torch.float32 and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
-            and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
-            and conv.padding_mode == "zeros" and conv.in_channels >= MIN_IN_CHANNELS
-            and conv.out_channels >= MIN_OUT_CHANNELS and enabled() and not _autocast_on()):
+    if not (cpu_same_3x3(conv, x) and conv.in_channels >= MIN_IN_CHANNELS
+            and conv.out_channels >= MIN_OUT_CHANNELS):
         return False
     n, _, h, w = x.shape
     tiles = n * (-(-h // 4)) * (-(-w // 4))
