@@ -17,15 +17,19 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("shape", [(2, 8, 16, 12, 12), (2, 5, 7, 9, 11), (1, 3, 4, 4, 4), (3, 6, 9, 8, 5)])
 @pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("weight_channels_last", [True, False])
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_matches_direct_convolution_and_its_gradients(shape, channels_last, with_bias):
+def test_matches_direct_convolution_and_its_gradients(shape, channels_last, weight_channels_last, with_bias):
     n, c, co, h, w = shape
     g = torch.Generator().manual_seed(sum(shape))
     x = torch.randn(n, c, h, w, generator=g)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     x.requires_grad_()
-    wt = (torch.randn(co, c, 3, 3, generator=g) * 0.2).requires_grad_()
+    wt = torch.randn(co, c, 3, 3, generator=g) * 0.2
+    if weight_channels_last:  # what model.to(memory_format=torch.channels_last) makes of the parameters
+        wt = wt.contiguous(memory_format=torch.channels_last)
+    wt.requires_grad_()
     b = torch.randn(co, generator=g).requires_grad_() if with_bias else None
     ref = F.conv2d(x, wt, b, padding=1)
     out = winograd.conv3x3(x, wt, b)
@@ -61,6 +65,16 @@ def test_applies_only_where_it_gains():
         assert not winograd.applies(big, torch.randn(8, 256, 16, 16))
         with winograd.kernel_cache():
             assert winograd.applies(big, torch.randn(8, 256, 16, 16))
+
+
+def test_narrow_layers_of_large_maps_only_when_freed_memory_is_kept(monkeypatch):
+    """SAEHD's 8x128x64x64 decoder layers gain only if their large temporaries are not fresh pages."""
+    conv, x = conv2d(128, 128, 3), torch.randn(8, 128, 64, 64, requires_grad=True)
+    monkeypatch.setattr(winograd, "freed_memory_kept", lambda: False)
+    assert not winograd.applies(conv, x)
+    assert winograd.applies(conv, torch.randn(4, 128, 48, 48, requires_grad=True))  # Quick96's: small enough
+    monkeypatch.setattr(winograd, "freed_memory_kept", lambda: True)
+    assert winograd.applies(conv, x)
 
 
 def test_can_be_switched_off(monkeypatch):
@@ -162,11 +176,14 @@ def test_unbatched_input_takes_the_stock_path():
 
 
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_im2col_matches_direct_convolution_and_its_gradients(with_bias):
+@pytest.mark.parametrize("weight_channels_last", [True, False])
+def test_im2col_matches_direct_convolution_and_its_gradients(with_bias, weight_channels_last):
     g = torch.Generator().manual_seed(3)
     conv = conv2d(32, 2048, 3)
     if not with_bias:
         conv.bias = None
+    if weight_channels_last:
+        conv.to(memory_format=torch.channels_last)
     x = torch.randn(2, 32, 6, 7, generator=g).contiguous(memory_format=torch.channels_last).requires_grad_()
     assert im2col.applies(conv, x) and not winograd.applies(conv, x)
     out = conv(x)

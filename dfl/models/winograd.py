@@ -30,6 +30,8 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
+from dfl.device import freed_memory_kept
+
 _BT = ((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0),
        (0, -2, -1, 2, 1, 0), (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1))
 _G = ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
@@ -39,8 +41,11 @@ _MATS: dict[torch.device, tuple[Tensor, Tensor, Tensor]] = {}
 
 MIN_IN_CHANNELS = 64
 MIN_OUT_CHANNELS = 128
-MIN_OUT_CHANNELS_LARGE_INPUT = 160  # narrower layers gain only while their input stays in cache ...
-LARGE_INPUT = 1 << 21  # ... (elements; e.g. Quick96's 4x128x48x48 gains 2.6x, SAEHD's 8x128x64x64 nothing)
+# Narrower layers of large maps gain only when their large temporaries (tiles are 2.25x the map) do not
+# come as fresh pages from the kernel every call: with dfl.device.keep_freed_memory() SAEHD's 8x128x64x64
+# layers gain 1.7x, without it nothing (Quick96's 4x128x48x48 gains 2.6x either way).
+MIN_OUT_CHANNELS_LARGE_INPUT = 160
+LARGE_INPUT = 1 << 21  # elements
 MIN_SIDE = 8
 MAX_KERNEL_TO_TILE_RATIO = 12  # out channels per 4x4 output tile of the batch, see applies()
 MIN_SIDE_UNCACHED_INFERENCE = 24  # below this, re-transforming the kernels every call costs the gain
@@ -110,7 +115,8 @@ def applies(conv: nn.Conv2d, x: Tensor) -> bool:
     tiles = n * (-(-h // 4)) * (-(-w // 4))
     if conv.out_channels > MAX_KERNEL_TO_TILE_RATIO * tiles:
         return False
-    if conv.out_channels < MIN_OUT_CHANNELS_LARGE_INPUT and x.numel() > LARGE_INPUT:
+    if (conv.out_channels < MIN_OUT_CHANNELS_LARGE_INPUT and x.numel() > LARGE_INPUT
+            and not freed_memory_kept()):
         return False
     min_side = MIN_SIDE
     if getattr(_STATE, "cache", None) is None and not _needs_grad(x, conv):
@@ -119,10 +125,18 @@ def applies(conv: nn.Conv2d, x: Tensor) -> bool:
 
 
 def _kernel_transform(weight: Tensor) -> Tensor:
-    """(Co, C, 3, 3) kernels -> (36, C, Co) Winograd-domain matrices (a transposed view)."""
+    """(Co, C, 3, 3) kernels -> (36, C, Co) Winograd-domain matrices (a transposed view).
+
+    A channels_last weight (as training with ``channels_last`` keeps them) is regrouped tap-major with
+    whole rows of C contiguous; reading it as (Co*C, 9) would gather every ninth float instead (3x slower).
+    """
     co, c = weight.shape[:2]
     kg = _mats(weight.device)[2]
-    return (kg @ weight.reshape(co * c, 9).t()).view(36, co, c).transpose(1, 2)
+    if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+        taps = weight.permute(2, 3, 0, 1).reshape(9, co * c)
+    else:
+        taps = weight.reshape(co * c, 9).t()
+    return (kg @ taps).view(36, co, c).transpose(1, 2)
 
 
 def _input_tiles(x: Tensor, th: int, tw: int) -> Tensor:

@@ -96,11 +96,15 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def tune_cpu_for_training() -> None:
-    """Flush denormal floats to zero, as TensorFlow does on the CPU (so DFL trained that way too).
+    """Flush denormal floats to zero, as TensorFlow does on the CPU (so DFL trained that way too), and keep
+    freed memory in the process for the next step (:func:`dfl.device.keep_freed_memory`).
 
     Tiny gradients and optimiser moments otherwise hit the CPU's slow denormal path.
     """
+    from dfl.device import keep_freed_memory
+
     torch.set_flush_denormal(True)
+    keep_freed_memory()
 
 
 def autocast_ctx(device: torch.device, precision: str):
