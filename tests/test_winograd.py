@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dfl.models import build_model, im2col, winograd
+from dfl.models import build_model, im2col, strided, winograd
 from dfl.models.blocks import Conv2d, conv2d, same_input_convs
 
 
@@ -75,6 +75,7 @@ def test_narrow_layers_of_large_maps_only_when_freed_memory_is_kept(monkeypatch)
     assert winograd.applies(conv, torch.randn(4, 128, 48, 48, requires_grad=True))  # Quick96's: small enough
     monkeypatch.setattr(winograd, "freed_memory_kept", lambda: True)
     assert winograd.applies(conv, x)
+    assert not winograd.applies(conv, torch.randn(16, 128, 112, 112))  # AMP 224's: the tiles cost too much memory
 
 
 def test_can_be_switched_off(monkeypatch):
@@ -203,3 +204,40 @@ def test_im2col_only_for_small_maps_to_many_channels(monkeypatch):
     assert not im2col.applies(conv2d(256, 2048, 3), torch.randn(8, 256, 16, 16))   # map too large
     monkeypatch.setenv("DFL_WINOGRAD", "0")                                       # one switch for both
     assert not im2col.applies(conv2d(256, 2048, 3), torch.randn(8, 256, 8, 8))
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 8, 16, 16), (1, 3, 5, 10, 6)])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_strided_5x5_matches_direct_convolution_and_its_gradients(shape, channels_last):
+    n, c, co, h, w = shape
+    g = torch.Generator().manual_seed(sum(shape))
+    conv = conv2d(c, co, 5, stride=2)
+    torch.nn.init.normal_(conv.bias, generator=g)
+    x = torch.randn(n, c, h, w, generator=g)
+    if channels_last:
+        conv.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    ref = F.conv2d(x, conv.weight, conv.bias, stride=2, padding=2)
+    out = strided.conv5x5_stride2(x, conv.weight, conv.bias)
+    assert out.shape == ref.shape == (n, co, h // 2, w // 2)
+    assert _rel(ref, out) < 2e-5
+    gy = torch.randn(ref.shape, generator=g)
+    inputs = [x] + list(conv.parameters())
+    for r, o in zip(torch.autograd.grad(ref, inputs, gy), torch.autograd.grad(out, inputs, gy)):
+        assert _rel(r, o) < 2e-5
+
+
+def test_strided_5x5_only_for_training_on_larger_maps(monkeypatch):
+    monkeypatch.setattr(winograd, "freed_memory_kept", lambda: True)
+    layer = conv2d(128, 256, 5, stride=2)                        # SAEHD 128's third encoder layer
+    x = torch.randn(16, 128, 32, 32)
+    assert strided.applies(layer, x.requires_grad_())
+    y = layer(x)
+    assert y.shape == (16, 256, 16, 16) and y.grad_fn is not None
+    with torch.no_grad():                                       # merging: no per-step kernel transform to share
+        assert not strided.applies(layer, x)
+    assert not strided.applies(conv2d(256, 512, 5, stride=2), torch.randn(16, 256, 16, 16))  # 8x8 out
+    assert not strided.applies(layer, torch.randn(16, 128, 33, 33))                        # odd size
+    assert not strided.applies(conv2d(3, 64, 5, stride=2), torch.randn(16, 3, 128, 128))   # too few channels
+    assert not strided.applies(conv2d(128, 256, 3, stride=2), x)                           # not 5x5

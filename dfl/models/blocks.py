@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dfl.models import im2col, winograd
+from dfl.models import im2col, strided, winograd
 
 
 def init_glorot(module: nn.Module) -> nn.Module:
@@ -33,14 +33,17 @@ def init_glorot(module: nn.Module) -> nn.Module:
 
 class Conv2d(nn.Conv2d):
     """``nn.Conv2d`` (same parameters and state dict) that runs large 3x3 float32 CPU convolutions by
-    Winograd F(4x4, 3x3), about twice as fast there to train (see :mod:`dfl.models.winograd`), and those of
-    small maps to very many channels as one GEMM (:mod:`dfl.models.im2col`)."""
+    Winograd F(4x4, 3x3), about twice as fast there to train (see :mod:`dfl.models.winograd`), those of
+    small maps to very many channels as one GEMM (:mod:`dfl.models.im2col`), and large 5x5 stride-2 ones
+    as Winograd over the space-to-depth input (:mod:`dfl.models.strided`)."""
 
     def forward(self, x: Tensor) -> Tensor:
         if winograd.applies(self, x):
             return winograd.conv3x3(x, self.weight, self.bias)
         if im2col.applies(self, x):
             return im2col.conv3x3(x, self.weight, self.bias)
+        if strided.applies(self, x):
+            return strided.conv5x5_stride2(x, self.weight, self.bias)
         return super().forward(x)
 
 

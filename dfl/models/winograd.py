@@ -43,9 +43,11 @@ MIN_IN_CHANNELS = 64
 MIN_OUT_CHANNELS = 128
 # Narrower layers of large maps gain only when their large temporaries (tiles are 2.25x the map) do not
 # come as fresh pages from the kernel every call: with dfl.device.keep_freed_memory() SAEHD's 8x128x64x64
-# layers gain 1.7x, without it nothing (Quick96's 4x128x48x48 gains 2.6x either way).
+# layers gain 1.7x, without it nothing (Quick96's 4x128x48x48 gains 2.6x either way).  Beyond
+# LARGE_INPUT_KEPT (AMP 224's 16x128x112x112) the saved tiles cost more memory (+1.2 GB) than the ~5% is worth.
 MIN_OUT_CHANNELS_LARGE_INPUT = 160
 LARGE_INPUT = 1 << 21  # elements
+LARGE_INPUT_KEPT = 1 << 23
 MIN_SIDE = 8
 MAX_KERNEL_TO_TILE_RATIO = 12  # out channels per 4x4 output tile of the batch, see applies()
 MIN_SIDE_UNCACHED_INFERENCE = 24  # below this, re-transforming the kernels every call costs the gain
@@ -91,35 +93,47 @@ def _needs_grad(x: Tensor, conv: nn.Conv2d) -> bool:
     return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in conv.parameters()))
 
 
-def cpu_same_3x3(conv: nn.Conv2d, x: Tensor) -> bool:
-    """``conv(x)`` is a plain 3x3, stride 1, pad 1 float32 convolution of a batch on the CPU, outside autocast,
-    with the fast paths on: what both this module and :mod:`dfl.models.im2col` require."""
+def cpu_fp32_conv(conv: nn.Conv2d, x: Tensor, kernel: int, stride: int, padding: int) -> bool:
+    """``conv(x)`` is a plain square ``kernel`` convolution (that stride and zero padding, no dilation or
+    groups) of a float32 batch on the CPU, outside autocast, with the fast paths on."""
     return (x.dim() == 4 and x.device.type == "cpu" and x.dtype == torch.float32
-            and conv.weight.dtype == torch.float32 and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
-            and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
-            and conv.padding_mode == "zeros" and enabled() and not _autocast_on())
+            and conv.weight.dtype == torch.float32 and conv.kernel_size == (kernel, kernel)
+            and conv.stride == (stride, stride) and conv.padding == (padding, padding)
+            and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
+            and enabled() and not _autocast_on())
+
+
+def cpu_same_3x3(conv: nn.Conv2d, x: Tensor) -> bool:
+    """``conv(x)`` is a 3x3, stride 1, pad 1 :func:`cpu_fp32_conv`: what both this module and
+    :mod:`dfl.models.im2col` require."""
+    return cpu_fp32_conv(conv, x, 3, 1, 1)
 
 
 def applies(conv: nn.Conv2d, x: Tensor) -> bool:
-    """Whether ``conv(x)`` is a 3x3/stride 1/pad 1 float32 CPU convolution that gains.
+    """Whether ``conv(x)`` is a 3x3/stride 1/pad 1 float32 CPU convolution that gains."""
+    return cpu_same_3x3(conv, x) and pays(conv.in_channels, conv.out_channels, x.shape, _needs_grad(x, conv))
+
+
+def pays(in_ch: int, out_ch: int, shape: tuple[int, ...], needs_grad: bool) -> bool:
+    """Whether Winograd beats direct convolution for ``in_ch`` -> ``out_ch`` 3x3 on an input of ``shape``.
 
     The arithmetic saved grows with the tile data (batch x 4x4 output tiles x channels), while the cost of
     transforming the kernels (36 x in x out values, through memory every step) does not shrink with the
     feature map: on small maps with very wide layers (SAEHD's 8x8 -> 2048-channel upscale, Quick96's 12x12
     decoder layers) direct convolution is as fast or faster (measured), hence the kernel-to-tile ratio limit.
     """
-    if not (cpu_same_3x3(conv, x) and conv.in_channels >= MIN_IN_CHANNELS
-            and conv.out_channels >= MIN_OUT_CHANNELS):
+    if in_ch < MIN_IN_CHANNELS or out_ch < MIN_OUT_CHANNELS:
         return False
-    n, _, h, w = x.shape
+    n, _, h, w = shape
     tiles = n * (-(-h // 4)) * (-(-w // 4))
-    if conv.out_channels > MAX_KERNEL_TO_TILE_RATIO * tiles:
+    if out_ch > MAX_KERNEL_TO_TILE_RATIO * tiles:
         return False
-    if (conv.out_channels < MIN_OUT_CHANNELS_LARGE_INPUT and x.numel() > LARGE_INPUT
-            and not freed_memory_kept()):
+    numel = n * in_ch * h * w
+    if out_ch < MIN_OUT_CHANNELS_LARGE_INPUT and numel > LARGE_INPUT and (
+            numel > LARGE_INPUT_KEPT or not freed_memory_kept()):
         return False
     min_side = MIN_SIDE
-    if getattr(_STATE, "cache", None) is None and not _needs_grad(x, conv):
+    if getattr(_STATE, "cache", None) is None and not needs_grad:
         min_side = MIN_SIDE_UNCACHED_INFERENCE
     return min(h, w) >= min_side
 
