@@ -52,7 +52,8 @@ def test_output_allows_in_place_activation():
     assert x.grad is not None and conv.weight.grad is not None
 
 
-def test_applies_only_where_it_gains():
+def test_applies_only_where_it_gains(monkeypatch):
+    monkeypatch.setattr(winograd, "freed_memory_kept", lambda: False)  # as in a process that never trained
     big = conv2d(256, 512, 3)
     x = torch.randn(8, 256, 32, 32)
     assert winograd.applies(big, x.requires_grad_())
@@ -76,6 +77,17 @@ def test_narrow_layers_of_large_maps_only_when_freed_memory_is_kept(monkeypatch)
     monkeypatch.setattr(winograd, "freed_memory_kept", lambda: True)
     assert winograd.applies(conv, x)
     assert not winograd.applies(conv, torch.randn(16, 128, 112, 112))  # AMP 224's: the tiles cost too much memory
+
+
+def test_wide_layers_of_small_maps_only_when_freed_memory_is_kept(monkeypatch):
+    """SAEHD's 8x8 -> 2048 upscale gains once its transformed kernels are not fresh pages every step, unless
+    those are huge (LIAE's 1024 -> 2048: 302 MB)."""
+    wide, x = conv2d(256, 2048, 3), torch.randn(8, 256, 8, 8, requires_grad=True)
+    monkeypatch.setattr(winograd, "freed_memory_kept", lambda: False)
+    assert not winograd.applies(wide, x)
+    monkeypatch.setattr(winograd, "freed_memory_kept", lambda: True)
+    assert winograd.applies(wide, x)
+    assert not winograd.applies(conv2d(1024, 2048, 3), torch.randn(16, 1024, 8, 8, requires_grad=True))
 
 
 def test_can_be_switched_off(monkeypatch):

@@ -49,7 +49,11 @@ MIN_OUT_CHANNELS_LARGE_INPUT = 160
 LARGE_INPUT = 1 << 21  # elements
 LARGE_INPUT_KEPT = 1 << 23
 MIN_SIDE = 8
-MAX_KERNEL_TO_TILE_RATIO = 12  # out channels per 4x4 output tile of the batch, see applies()
+# Out channels per 4x4 output tile of the batch, see pays(); with freed memory kept, wider layers gain too
+# (Quick96's 12x12 512->1024 1.7x, SAEHD's 8x8 256->2048 1.35x) as long as their transformed kernels are
+# not huge (LIAE's 8x8 1024->2048: 302 MB of them, a step no faster and 0.5 GB more peak; im2col runs it).
+MAX_KERNEL_TO_TILE_RATIO = 12
+MAX_KEPT_KERNEL_FLOATS = 1 << 25
 MIN_SIDE_UNCACHED_INFERENCE = 24  # below this, re-transforming the kernels every call costs the gain
 _STATE = threading.local()
 
@@ -126,7 +130,8 @@ def pays(in_ch: int, out_ch: int, shape: tuple[int, ...], needs_grad: bool) -> b
         return False
     n, _, h, w = shape
     tiles = n * (-(-h // 4)) * (-(-w // 4))
-    if out_ch > MAX_KERNEL_TO_TILE_RATIO * tiles:
+    if out_ch > MAX_KERNEL_TO_TILE_RATIO * tiles and (
+            36 * in_ch * out_ch > MAX_KEPT_KERNEL_FLOATS or not freed_memory_kept()):
         return False
     numel = n * in_ch * h * w
     if out_ch < MIN_OUT_CHANNELS_LARGE_INPUT and numel > LARGE_INPUT and (
@@ -227,14 +232,16 @@ class _Winograd3x3(torch.autograd.Function):
         v = _input_tiles(x, th, tw)
         u = _kernel_transform(weight)
         out = _output(torch.bmm(v, u), bias, n, h, w, th, tw)
-        ctx.save_for_backward(v, u)  # recomputing u in backward instead costs ~15% of a SAEHD step
+        # u is 4x the weight and the weight is kept anyway: transforming it again in backward costs 0-5% of
+        # a step and saves about 0.2 GB of a SAEHD df-ud 128 step's peak (the u of every layer at once)
+        ctx.save_for_backward(v, weight)
         ctx.dims = (n, c, h, w, th, tw)
         ctx.has_bias = bias is not None
         return out
 
     @staticmethod
     def backward(ctx, gy: Tensor):  # type: ignore[override]
-        v, u = ctx.saved_tensors
+        v, weight = ctx.saved_tensors
         n, c, h, w, th, tw = ctx.dims
         co = gy.shape[1]
         kt, at, kg = _mats(gy.device)
@@ -247,7 +254,7 @@ class _Winograd3x3(torch.autograd.Function):
         dm = (at.t() @ g_tiles).view(36, n * th * tw, co)
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            dv = torch.bmm(dm, u.transpose(1, 2))
+            dv = torch.bmm(dm, _kernel_transform(weight).transpose(1, 2))
             gx = _overlap_add(kt.t() @ dv.view(36, -1), n, h, w, c, th, tw)
         if ctx.needs_input_grad[1]:
             du = torch.bmm(dm.transpose(1, 2), v).view(36, -1)  # (36, Co*C)
