@@ -19,7 +19,6 @@ Unreadable frames are reported, counted and skipped; they never stop the run.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections import deque

@@ -28,7 +28,7 @@ def applies(conv: nn.Conv2d, x: Tensor) -> bool:
     if not winograd.cpu_fp32_conv(conv, x, 5, 2, 2):
         return False
     n, c, h, w = x.shape
-    if h % 2 or w % 2 or min(h, w) // 2 < MIN_OUT_SIDE or not winograd._needs_grad(x, conv):
+    if h % 2 or w % 2 or min(h, w) // 2 < MIN_OUT_SIDE or not winograd.needs_grad(x, conv):
         return False
     return winograd.pays(4 * c, conv.out_channels, (n, 4 * c, h // 2, w // 2), True)
 

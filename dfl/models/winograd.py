@@ -12,12 +12,13 @@ and an overlap-add back to pixels), so it is cheap too.
 
 Where it pays (measured on 2 cores, forward + backward, vs oneDNN's direct convolution): layers with many
 output channels on feature maps of 8x8 and up: 1.6-2.4x for the 256/512-channel layers of SAEHD's and
-AMP's decoders; it loses where the transforms dominate (few output channels, e.g. the RGB heads, or 64-128
-channels on large maps), hence :func:`applies`.  Results equal the direct convolution to ~3e-6 relative
+AMP's decoders; it loses where the transforms dominate (few output channels, e.g. the RGB heads), hence the
+measured shape rules of :func:`pays`.  Results equal the direct convolution to ~3e-6 relative
 (fp32 rounding of the transforms), well inside what training or merging can notice.
 
 On GPUs cuDNN picks its own Winograd kernels, so this is for float32 on the CPU only, outside autocast.
-``DFL_WINOGRAD=0`` turns it off (and :mod:`dfl.models.im2col`, the other CPU convolution path).
+``DFL_WINOGRAD=0`` turns it off (and the other CPU convolution paths, :mod:`dfl.models.im2col` and
+:mod:`dfl.models.strided`).
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def kernel_cache(store: dict | None = None) -> Iterator[dict]:
         _STATE.cache = prev
 
 
-def _needs_grad(x: Tensor, conv: nn.Conv2d) -> bool:
+def needs_grad(x: Tensor, conv: nn.Conv2d) -> bool:
+    """Whether ``conv(x)`` will be differentiated (training), so kernels are transformed every call."""
     return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in conv.parameters()))
 
 
@@ -115,7 +117,7 @@ def cpu_same_3x3(conv: nn.Conv2d, x: Tensor) -> bool:
 
 def applies(conv: nn.Conv2d, x: Tensor) -> bool:
     """Whether ``conv(x)`` is a 3x3/stride 1/pad 1 float32 CPU convolution that gains."""
-    return cpu_same_3x3(conv, x) and pays(conv.in_channels, conv.out_channels, x.shape, _needs_grad(x, conv))
+    return cpu_same_3x3(conv, x) and pays(conv.in_channels, conv.out_channels, x.shape, needs_grad(x, conv))
 
 
 def pays(in_ch: int, out_ch: int, shape: tuple[int, ...], needs_grad: bool) -> bool:
@@ -124,7 +126,9 @@ def pays(in_ch: int, out_ch: int, shape: tuple[int, ...], needs_grad: bool) -> b
     The arithmetic saved grows with the tile data (batch x 4x4 output tiles x channels), while the cost of
     transforming the kernels (36 x in x out values, through memory every step) does not shrink with the
     feature map: on small maps with very wide layers (SAEHD's 8x8 -> 2048-channel upscale, Quick96's 12x12
-    decoder layers) direct convolution is as fast or faster (measured), hence the kernel-to-tile ratio limit.
+    decoder layers) direct convolution is as fast or faster (measured), hence the kernel-to-tile ratio limit,
+    unless freed memory is kept (then the transformed kernels are not fresh pages every step) and they stay
+    under ``MAX_KEPT_KERNEL_FLOATS``.  ``needs_grad``: training, where the kernels are transformed anyway.
     """
     if in_ch < MIN_IN_CHANNELS or out_ch < MIN_OUT_CHANNELS:
         return False
@@ -147,7 +151,8 @@ def _kernel_transform(weight: Tensor) -> Tensor:
     """(Co, C, 3, 3) kernels -> (36, C, Co) Winograd-domain matrices (a transposed view).
 
     A channels_last weight (as training with ``channels_last`` keeps them) is regrouped tap-major with
-    whole rows of C contiguous; reading it as (Co*C, 9) would gather every ninth float instead (3x slower).
+    whole rows of C contiguous; reading it as (Co*C, 9) would gather every ninth float instead (the whole
+    transform about 8% slower for SAEHD's 512x512 and 1024x512 layers, measured).
     """
     co, c = weight.shape[:2]
     kg = _mats(weight.device)[2]

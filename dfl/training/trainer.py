@@ -14,13 +14,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 
 from dfl.errors import DflError
 from dfl.training import checkpoint as ckpt
+
+if TYPE_CHECKING:
+    from dfl.training.samples import SampleOptions
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 HISTORY_MAX_POINTS = 20000   # loss history is halved (pairs averaged) beyond this
