@@ -80,14 +80,32 @@ def test_narrow_layers_of_large_maps_only_when_freed_memory_is_kept(monkeypatch)
 
 
 def test_wide_layers_of_small_maps_only_when_freed_memory_is_kept(monkeypatch):
-    """SAEHD's 8x8 -> 2048 upscale gains once its transformed kernels are not fresh pages every step, unless
-    those are huge (LIAE's 1024 -> 2048: 302 MB)."""
+    """SAEHD's 8x8 -> 2048 upscale gains once its transformed kernels are not fresh pages every step."""
     wide, x = conv2d(256, 2048, 3), torch.randn(8, 256, 8, 8, requires_grad=True)
     monkeypatch.setattr(winograd, "freed_memory_kept", lambda: False)
     assert not winograd.applies(wide, x)
     monkeypatch.setattr(winograd, "freed_memory_kept", lambda: True)
     assert winograd.applies(wide, x)
-    assert not winograd.applies(conv2d(1024, 2048, 3), torch.randn(16, 1024, 8, 8, requires_grad=True))
+    assert winograd.applies(conv2d(1024, 2048, 3), torch.randn(16, 1024, 8, 8, requires_grad=True))  # LIAE's
+
+
+@pytest.mark.parametrize("weight_channels_last", [True, False])
+def test_kernels_transformed_in_output_channel_blocks_give_the_same_result(monkeypatch, weight_channels_last):
+    """Layers whose transformed kernels would be huge (LIAE's 1024 -> 2048: 302 MB) run block by block."""
+    monkeypatch.setattr(winograd, "MAX_KEPT_KERNEL_FLOATS", 36 * 6 * 4)  # blocks of 4 output channels here
+    assert len(winograd._blocks(6, 10)) == 3
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 6, 9, 8, generator=g).contiguous(memory_format=torch.channels_last).requires_grad_()
+    wt = torch.randn(10, 6, 3, 3, generator=g)
+    if weight_channels_last:
+        wt = wt.contiguous(memory_format=torch.channels_last)
+    wt.requires_grad_()
+    b = torch.randn(10, generator=g).requires_grad_()
+    ref, out = F.conv2d(x, wt, b, padding=1), winograd.conv3x3(x, wt, b)
+    assert _rel(ref, out) < 2e-5
+    gy = torch.randn(ref.shape, generator=g)
+    for r, o in zip(torch.autograd.grad(ref, (x, wt, b), gy), torch.autograd.grad(out, (x, wt, b), gy)):
+        assert _rel(r, o) < 2e-5
 
 
 def test_can_be_switched_off(monkeypatch):

@@ -51,8 +51,8 @@ LARGE_INPUT = 1 << 21  # elements
 LARGE_INPUT_KEPT = 1 << 23
 MIN_SIDE = 8
 # Out channels per 4x4 output tile of the batch, see pays(); with freed memory kept, wider layers gain too
-# (Quick96's 12x12 512->1024 1.7x, SAEHD's 8x8 256->2048 1.35x) as long as their transformed kernels are
-# not huge (LIAE's 8x8 1024->2048: 302 MB of them, a step no faster and 0.5 GB more peak; im2col runs it).
+# (Quick96's 12x12 512->1024 1.7x, SAEHD's 8x8 256->2048 1.35x, LIAE's 8x8 1024->2048 1.7x over im2col),
+# the widest with their kernels transformed in blocks of at most MAX_KEPT_KERNEL_FLOATS (see _blocks).
 MAX_KERNEL_TO_TILE_RATIO = 12
 MAX_KEPT_KERNEL_FLOATS = 1 << 25
 MIN_SIDE_UNCACHED_INFERENCE = 24  # below this, re-transforming the kernels every call costs the gain
@@ -127,15 +127,14 @@ def pays(in_ch: int, out_ch: int, shape: tuple[int, ...], needs_grad: bool) -> b
     transforming the kernels (36 x in x out values, through memory every step) does not shrink with the
     feature map: on small maps with very wide layers (SAEHD's 8x8 -> 2048-channel upscale, Quick96's 12x12
     decoder layers) direct convolution is as fast or faster (measured), hence the kernel-to-tile ratio limit,
-    unless freed memory is kept (then the transformed kernels are not fresh pages every step) and they stay
-    under ``MAX_KEPT_KERNEL_FLOATS``.  ``needs_grad``: training, where the kernels are transformed anyway.
+    unless freed memory is kept (then the transformed kernels are not fresh pages every step; the widest
+    layers transform them in blocks).  ``needs_grad``: training, where the kernels are transformed anyway.
     """
     if in_ch < MIN_IN_CHANNELS or out_ch < MIN_OUT_CHANNELS:
         return False
     n, _, h, w = shape
     tiles = n * (-(-h // 4)) * (-(-w // 4))
-    if out_ch > MAX_KERNEL_TO_TILE_RATIO * tiles and (
-            36 * in_ch * out_ch > MAX_KEPT_KERNEL_FLOATS or not freed_memory_kept()):
+    if out_ch > MAX_KERNEL_TO_TILE_RATIO * tiles and not freed_memory_kept():
         return False
     numel = n * in_ch * h * w
     if out_ch < MIN_OUT_CHANNELS_LARGE_INPUT and numel > LARGE_INPUT and (
@@ -229,14 +228,26 @@ def _overlap_add(dt: Tensor, n: int, h: int, w: int, c: int, th: int, tw: int) -
     return gx.permute(0, 3, 1, 2)
 
 
+def _blocks(c: int, co: int) -> list[slice]:
+    """Output-channel blocks whose transformed kernels (36 x C x block floats) stay under
+    ``MAX_KEPT_KERNEL_FLOATS``: LIAE's 8x8 1024 -> 2048 layer has 302 MB of them, more than its GEMM saves
+    in memory traffic if made at once (and 0.5 GB of peak); in blocks of 75 MB it runs 1.7x faster than im2col."""
+    per = max(1, MAX_KEPT_KERNEL_FLOATS // (36 * c))
+    return [slice(a, min(co, a + per)) for a in range(0, co, per)]
+
+
 class _Winograd3x3(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # type: ignore[override]
         n, c, h, w = x.shape
         th, tw = -(-h // 4), -(-w // 4)
         v = _input_tiles(x, th, tw)
-        u = _kernel_transform(weight)
-        out = _output(torch.bmm(v, u), bias, n, h, w, th, tw)
+        blocks = _blocks(c, weight.shape[0])
+        if len(blocks) == 1:
+            prod = torch.bmm(v, _kernel_transform(weight))
+        else:
+            prod = torch.cat([torch.bmm(v, _kernel_transform(weight[b])) for b in blocks], dim=2)
+        out = _output(prod, bias, n, h, w, th, tw)
         # u is 4x the weight and the weight is kept anyway: transforming it again in backward costs 0-5% of
         # a step and saves about 0.2 GB of a SAEHD df-ud 128 step's peak (the u of every layer at once)
         ctx.save_for_backward(v, weight)
@@ -257,13 +268,22 @@ class _Winograd3x3(torch.autograd.Function):
             gn = padded
         g_tiles = gn.reshape(n, th, 4, tw, 4, co).permute(2, 4, 0, 1, 3, 5).reshape(16, -1)
         dm = (at.t() @ g_tiles).view(36, n * th * tw, co)
+        blocks = _blocks(c, co)
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            dv = torch.bmm(dm, _kernel_transform(weight).transpose(1, 2))
+            dv = torch.bmm(dm[:, :, blocks[0]], _kernel_transform(weight[blocks[0]]).transpose(1, 2))
+            for b in blocks[1:]:
+                dv.baddbmm_(dm[:, :, b], _kernel_transform(weight[b]).transpose(1, 2))
             gx = _overlap_add(kt.t() @ dv.view(36, -1), n, h, w, c, th, tw)
         if ctx.needs_input_grad[1]:
-            du = torch.bmm(dm.transpose(1, 2), v).view(36, -1)  # (36, Co*C)
-            gw = (kg.t() @ du).t().reshape(co, c, 3, 3)
+            gw = torch.empty_like(weight) if len(blocks) > 1 else None
+            for b in blocks:
+                du = torch.bmm(dm[:, :, b].transpose(1, 2), v).view(36, -1)  # (36, block*C)
+                part = (kg.t() @ du).t().reshape(b.stop - b.start, c, 3, 3)
+                if gw is None:
+                    gw = part
+                else:
+                    gw[b] = part
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = gy.sum((0, 2, 3))
         return gx, gw, gb
