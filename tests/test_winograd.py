@@ -87,6 +87,9 @@ def test_wide_layers_of_small_maps_only_when_freed_memory_is_kept(monkeypatch):
     monkeypatch.setattr(winograd, "freed_memory_kept", lambda: True)
     assert winograd.applies(wide, x)
     assert winograd.applies(conv2d(1024, 2048, 3), torch.randn(16, 1024, 8, 8, requires_grad=True))  # LIAE's
+    with torch.no_grad(), winograd.kernel_cache():  # inference caches whole kernels: not 302 MB of them
+        assert winograd.applies(wide, x)
+        assert not winograd.applies(conv2d(1024, 2048, 3), torch.randn(16, 1024, 8, 8))
 
 
 @pytest.mark.parametrize("weight_channels_last", [True, False])

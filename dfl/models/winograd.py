@@ -134,8 +134,9 @@ def pays(in_ch: int, out_ch: int, shape: tuple[int, ...], needs_grad: bool) -> b
         return False
     n, _, h, w = shape
     tiles = n * (-(-h // 4)) * (-(-w // 4))
-    if out_ch > MAX_KERNEL_TO_TILE_RATIO * tiles and not freed_memory_kept():
-        return False
+    if out_ch > MAX_KERNEL_TO_TILE_RATIO * tiles and not (
+            freed_memory_kept() and (needs_grad or 36 * in_ch * out_ch <= MAX_KEPT_KERNEL_FLOATS)):
+        return False  # (inference transforms, and may cache, a layer's kernels whole: not the widest)
     numel = n * in_ch * h * w
     if out_ch < MIN_OUT_CHANNELS_LARGE_INPUT and numel > LARGE_INPUT and (
             numel > LARGE_INPUT_KEPT or not freed_memory_kept()):
