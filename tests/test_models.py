@@ -258,6 +258,18 @@ def test_losses_fall_on_tiny_overfit_quick96_like() -> None:
     assert last["src_loss"] < first["src_loss"] and last["dst_loss"] < first["dst_loss"]
 
 
+def test_train_step_frees_the_gradients_it_applied() -> None:
+    """Gradients kept after the update would live through the next forward pass, where memory peaks."""
+    torch.manual_seed(0)
+    model = build_model("SAEHD", dict(SMALL, archi="df-ud"))
+    obj = Objective(model, {"true_face_power": 0.1, "gan_power": 0.1})
+    before = [p.detach().clone() for p in model.parameters()]
+    obj.train_step(_batch())
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))  # the step was applied
+    nets = [model] + list(obj.discriminators.values())
+    assert obj.discriminators and all(p.grad is None for net in nets for p in net.parameters())
+
+
 def test_full_objective_with_discriminators_and_amp() -> None:
     torch.manual_seed(0)
     batch = _batch()

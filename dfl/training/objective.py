@@ -255,6 +255,9 @@ class Objective:
         else:
             loss.backward()
             opt.step()
+        # Drop the gradients once applied: kept until the next zero_grad they would live through the next
+        # forward pass, where a step's memory peaks (+0.22 GB for SAEHD df-ud 128, +0.33 GB liae-ud).
+        opt.zero_grad(set_to_none=True)
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         """One DFL iteration: generator update, then the code and GAN discriminator updates."""
