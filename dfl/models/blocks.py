@@ -84,7 +84,7 @@ def depth_to_space(x: Tensor, size: int = 2) -> Tensor:
     """
     n, c, h, w = x.shape
     oc = c // (size * size)
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+    if winograd.channels_last_only(x):
         y = x.permute(0, 2, 3, 1).reshape(n, h, w, size, size, oc)
         y = y.permute(0, 1, 3, 2, 4, 5).reshape(n, h * size, w * size, oc)
         return y.permute(0, 3, 1, 2)  # NCHW view of a channels_last tensor

@@ -42,7 +42,7 @@ def conv3x3(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     co = weight.shape[0]
     padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1))             # N, H+2, W+2, C
     patches = padded.unfold(1, 3, 1).unfold(2, 3, 1)                          # N, H, W, C, ky, kx
-    if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+    if winograd.channels_last_only(weight):
         rows = patches.permute(0, 1, 2, 4, 5, 3).reshape(n * h * w, 9 * c)
         kernels = weight.permute(0, 2, 3, 1).reshape(co, 9 * c).t()
     else:

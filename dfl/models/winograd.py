@@ -94,6 +94,11 @@ def kernel_cache(store: dict | None = None) -> Iterator[dict]:
         _STATE.cache = prev
 
 
+def channels_last_only(t: Tensor) -> bool:
+    """``t`` is laid out channels_last and not also plainly contiguous (e.g. a 1x1 map would be both)."""
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
 def needs_grad(x: Tensor, conv: nn.Conv2d) -> bool:
     """Whether ``conv(x)`` will be differentiated (training), so kernels are transformed every call."""
     return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in conv.parameters()))
@@ -120,7 +125,7 @@ def applies(conv: nn.Conv2d, x: Tensor) -> bool:
     return cpu_same_3x3(conv, x) and pays(conv.in_channels, conv.out_channels, x.shape, needs_grad(x, conv))
 
 
-def pays(in_ch: int, out_ch: int, shape: tuple[int, ...], needs_grad: bool) -> bool:
+def pays(in_ch: int, out_ch: int, shape: tuple[int, ...], training: bool) -> bool:
     """Whether Winograd beats direct convolution for ``in_ch`` -> ``out_ch`` 3x3 on an input of ``shape``.
 
     The arithmetic saved grows with the tile data (batch x 4x4 output tiles x channels), while the cost of
@@ -128,21 +133,21 @@ def pays(in_ch: int, out_ch: int, shape: tuple[int, ...], needs_grad: bool) -> b
     feature map: on small maps with very wide layers (SAEHD's 8x8 -> 2048-channel upscale, Quick96's 12x12
     decoder layers) direct convolution is as fast or faster (measured), hence the kernel-to-tile ratio limit,
     unless freed memory is kept (then the transformed kernels are not fresh pages every step; the widest
-    layers transform them in blocks).  ``needs_grad``: training, where the kernels are transformed anyway.
+    layers transform them in blocks).  ``training``: differentiated, so the kernels are transformed anyway.
     """
     if in_ch < MIN_IN_CHANNELS or out_ch < MIN_OUT_CHANNELS:
         return False
     n, _, h, w = shape
     tiles = n * (-(-h // 4)) * (-(-w // 4))
     if out_ch > MAX_KERNEL_TO_TILE_RATIO * tiles and not (
-            freed_memory_kept() and (needs_grad or 36 * in_ch * out_ch <= MAX_KEPT_KERNEL_FLOATS)):
+            freed_memory_kept() and (training or 36 * in_ch * out_ch <= MAX_KEPT_KERNEL_FLOATS)):
         return False  # (inference transforms, and may cache, a layer's kernels whole: not the widest)
     numel = n * in_ch * h * w
     if out_ch < MIN_OUT_CHANNELS_LARGE_INPUT and numel > LARGE_INPUT and (
             numel > LARGE_INPUT_KEPT or not freed_memory_kept()):
         return False
     min_side = MIN_SIDE
-    if getattr(_STATE, "cache", None) is None and not needs_grad:
+    if getattr(_STATE, "cache", None) is None and not training:
         min_side = MIN_SIDE_UNCACHED_INFERENCE
     return min(h, w) >= min_side
 
@@ -156,7 +161,7 @@ def _kernel_transform(weight: Tensor) -> Tensor:
     """
     co, c = weight.shape[:2]
     kg = _mats(weight.device)[2]
-    if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+    if channels_last_only(weight):
         taps = weight.permute(2, 3, 0, 1).reshape(9, co * c)
     else:
         taps = weight.reshape(co * c, 9).t()
