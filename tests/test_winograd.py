@@ -52,6 +52,25 @@ def test_output_allows_in_place_activation():
     assert x.grad is not None and conv.weight.grad is not None
 
 
+def test_traces_under_torch_compile(monkeypatch):
+    """torch.compile of a model on the CPU (`dfl train` ignores --compile there, a library user may not):
+    dynamo traces the Winograd function, forward and backward, when its transform matrices are first needed,
+    and a tensor made inside the graph must not leak into their cache (it failed with an InternalTorchDynamoError)."""
+    monkeypatch.setattr(winograd, "_MATS", {})
+    torch._dynamo.reset()
+    conv = Conv2d(64, 128, 3, padding=1)
+    x = torch.randn(2, 64, 16, 16, requires_grad=True)
+    assert winograd.applies(conv, x)
+    out = torch.compile(conv, backend="eager")(x)
+    ref = F.conv2d(x, conv.weight, conv.bias, padding=1)
+    assert _rel(ref, out) < 2e-5
+    g_out = torch.autograd.grad(out.sum(), (x, conv.weight))
+    g_ref = torch.autograd.grad(ref.sum(), (x, conv.weight))
+    for r, o in zip(g_ref, g_out):
+        assert _rel(r, o) < 2e-5
+    torch._dynamo.reset()
+
+
 def test_applies_only_where_it_gains(monkeypatch):
     monkeypatch.setattr(winograd, "freed_memory_kept", lambda: False)  # as in a process that never trained
     big = conv2d(256, 512, 3)

@@ -65,10 +65,13 @@ def enabled() -> bool:
 
 def _mats(device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """(input transform 36x36, output transform 16x36, kernel transform 36x9), as Kronecker products."""
-    if device not in _MATS:
-        bt, at, g = (torch.tensor(m, dtype=torch.float64) for m in (_BT, _AT, _G))
-        _MATS[device] = tuple(torch.kron(m, m).float().to(device) for m in (bt, at, g))  # type: ignore[assignment]
-    return _MATS[device]
+    if device in _MATS:
+        return _MATS[device]
+    bt, at, g = (torch.tensor(m, dtype=torch.float64) for m in (_BT, _AT, _G))
+    mats: tuple[Tensor, Tensor, Tensor] = tuple(torch.kron(m, m).float().to(device) for m in (bt, at, g))  # type: ignore[assignment]
+    if not _compiling():  # a tensor made while torch.compile traces must not escape the graph (it fails there)
+        _MATS[device] = mats
+    return mats
 
 
 def _autocast_on() -> bool:
