@@ -97,6 +97,14 @@ def test_worker_processes_serve_batches(faceset: Path) -> None:
         data.close()
 
 
+def test_cpu_training_makes_batches_in_process() -> None:
+    """On the CPU the step uses every core: batches are made between steps, not by competing processes."""
+    from dfl.training.samples import default_workers, load_workers
+
+    assert default_workers("cpu") == 0
+    assert default_workers("cuda") == load_workers() >= 1
+
+
 def test_face_type_conversion_and_refusal(faceset: Path, tmp_path: Path) -> None:
     from dfl.errors import DflError
     from dfl.faces.align import FaceType
