@@ -43,6 +43,34 @@ def test_matches_direct_convolution_and_its_gradients(shape, channels_last, weig
         assert _rel(ref, winograd.conv3x3(x, wt, b)) < 2e-5
 
 
+@pytest.mark.parametrize("shape", [(2, 8, 16, 12, 12), (1, 6, 8, 4, 8), (2, 5, 12, 9, 7)])
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_depth_to_space_written_by_the_convolution(shape, channels_last, with_bias):
+    """DFL's Upscale (conv, then TF's depth_to_space) with the shuffle done by the output transform: same
+    values, same gradients, for training and inference, on maps of whole tiles or not (then unfused)."""
+    from dfl.models.blocks import depth_to_space
+
+    n, c, co, h, w = shape
+    g = torch.Generator().manual_seed(sum(shape) + 1)
+    x = torch.randn(n, c, h, w, generator=g)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    wt = (torch.randn(co, c, 3, 3, generator=g) * 0.2).contiguous(memory_format=torch.channels_last).requires_grad_()
+    b = torch.randn(co, generator=g).requires_grad_() if with_bias else None
+    ref = depth_to_space(F.conv2d(x, wt, b, padding=1), 2)
+    out = winograd.conv3x3(x, wt, b, depth_to_space=True)
+    assert out.shape == ref.shape == (n, co // 4, 2 * h, 2 * w)
+    assert _rel(ref, out) < 2e-5
+    gy = torch.randn(ref.shape, generator=g)  # a plain NCHW gradient, as autograd may hand it over
+    inputs = (x, wt) + ((b,) if with_bias else ())
+    for r, o in zip(torch.autograd.grad(ref, inputs, gy), torch.autograd.grad(out, inputs, gy)):
+        assert _rel(r, o) < 2e-5
+    with torch.no_grad():
+        assert _rel(ref, winograd.conv3x3(x, wt, b, depth_to_space=True)) < 2e-5
+
+
 def test_output_allows_in_place_activation():
     conv = Conv2d(64, 256, 3, padding=1)
     x = torch.randn(2, 64, 16, 16, requires_grad=True)

@@ -138,6 +138,9 @@ class Upscale(nn.Module):
         self.conv1 = conv2d(in_ch, out_ch * 4, kernel_size)
 
     def forward(self, x: Tensor) -> Tensor:
+        if winograd.applies(self.conv1, x):  # shuffled as the convolution writes it (LeakyReLU commutes)
+            y = winograd.conv3x3(x, self.conv1.weight, self.conv1.bias, depth_to_space=True)
+            return F.leaky_relu(y, 0.1, inplace=True)
         return depth_to_space(F.leaky_relu(self.conv1(x), 0.1, inplace=True), 2)
 
 

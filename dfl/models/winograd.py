@@ -185,11 +185,28 @@ def _input_tiles(x: Tensor, th: int, tw: int) -> Tensor:
     return (_mats(x.device)[0] @ tiles).view(36, n * th * tw, c)
 
 
-def _output(m: Tensor, bias: Tensor | None, n: int, h: int, w: int, th: int, tw: int) -> Tensor:
+def _output(m: Tensor, bias: Tensor | None, n: int, h: int, w: int, th: int, tw: int,
+            d2s: bool = False) -> Tensor:
     """(36, P, Co) products -> (N, Co, H, W) channels_last output (+ bias), a tensor of its own (not a view,
-    so that in-place activations after it are allowed)."""
+    so that in-place activations after it are allowed).
+
+    ``d2s``: TensorFlow's depth_to_space x2 of that output instead, (N, Co/4, 2H, 2W), written in the same
+    pass (DFL's Upscale; maps of whole tiles only): the separate regrouping copy, and its copy back in the
+    backward pass, are saved.
+    """
     co = m.shape[-1]
-    y = (_mats(m.device)[1] @ m.reshape(36, -1)).view(4, 4, n, th, tw, co).permute(2, 3, 0, 4, 1, 5)
+    t = _mats(m.device)[1] @ m.reshape(36, -1)
+    if d2s:  # (conv3x3 sees to whole tiles and eager mode)
+        oc = co // 4
+        out = torch.empty((n, oc, 2 * h, 2 * w), dtype=m.dtype, device=m.device, memory_format=torch.channels_last)
+        src = t.view(4, 4, n, th, tw, 2, 2, oc)
+        dst = _d2s_tiles(out)
+        if bias is not None:
+            torch.add(src, bias.view(2, 2, oc), out=dst)
+        else:
+            dst.copy_(src)
+        return out
+    y = t.view(4, 4, n, th, tw, co).permute(2, 3, 0, 4, 1, 5)
     if _compiling():  # traced graphs: plain ops (no data pointers, no out= into views); the compiler fuses them
         full = y.reshape(n, 4 * th, 4 * tw, co)[:, :h, :w]
         if bias is not None:
@@ -205,6 +222,15 @@ def _output(m: Tensor, bias: Tensor | None, n: int, h: int, w: int, th: int, tw:
     if not exact:
         out.permute(0, 2, 3, 1).copy_(dst.view(n, 4 * th, 4 * tw, co)[:, :h, :w])
     return out
+
+
+def _d2s_tiles(z: Tensor) -> Tensor:
+    """A view of a channels_last depth_to_space x2 result (N, oc, 2H, 2W) in the order of the output
+    transform's tiles: (4 tile rows, 4 tile columns, N, H/4, W/4, 2, 2, oc), where (2, 2, oc) is the
+    pre-shuffle channel ((i * 2 + j) * oc + c, TF's DCR order), landing at pixel (2y + i, 2x + j)."""
+    n, oc, h2, w2 = z.shape
+    th, tw = h2 // 8, w2 // 8
+    return z.permute(0, 2, 3, 1).view(n, th, 4, 2, tw, 4, 2, oc).permute(2, 5, 0, 1, 4, 3, 6, 7)
 
 
 def _compiling() -> bool:
@@ -291,7 +317,7 @@ def _blocks(c: int, co: int) -> list[slice]:
 
 class _Winograd3x3(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, d2s: bool = False) -> Tensor:  # type: ignore[override]
         n, c, h, w = x.shape
         th, tw = -(-h // 4), -(-w // 4)
         v = _input_tiles(x, th, tw)
@@ -300,26 +326,30 @@ class _Winograd3x3(torch.autograd.Function):
             prod = torch.bmm(v, _kernel_transform(weight))
         else:
             prod = torch.cat([torch.bmm(v, _kernel_transform(weight[b])) for b in blocks], dim=2)
-        out = _output(prod, bias, n, h, w, th, tw)
+        out = _output(prod, bias, n, h, w, th, tw, d2s)
         # u is 4x the weight and the weight is kept anyway: transforming it again in backward costs 0-5% of
         # a step and saves about 0.2 GB of a SAEHD df-ud 128 step's peak (the u of every layer at once)
         ctx.save_for_backward(v, weight)
         ctx.dims = (n, c, h, w, th, tw)
         ctx.has_bias = bias is not None
+        ctx.d2s = d2s
         return out
 
     @staticmethod
     def backward(ctx, gy: Tensor):  # type: ignore[override]
         v, weight = ctx.saved_tensors
         n, c, h, w, th, tw = ctx.dims
-        co = gy.shape[1]
+        co = weight.shape[0]
         kt, at, kg = _mats(gy.device)
-        gn = gy.permute(0, 2, 3, 1)
-        if 4 * th != h or 4 * tw != w:
-            padded = gn.new_zeros(n, 4 * th, 4 * tw, co)
-            padded[:, :h, :w] = gn
-            gn = padded
-        g_tiles = gn.reshape(n, th, 4, tw, 4, co).permute(2, 4, 0, 1, 3, 5).reshape(16, -1)
+        if ctx.d2s:  # gy is the gradient of the shuffled output: gather the tiles straight from it
+            g_tiles = _d2s_tiles(gy.contiguous(memory_format=torch.channels_last)).reshape(16, -1)
+        else:
+            gn = gy.permute(0, 2, 3, 1)
+            if 4 * th != h or 4 * tw != w:
+                padded = gn.new_zeros(n, 4 * th, 4 * tw, co)
+                padded[:, :h, :w] = gn
+                gn = padded
+            g_tiles = gn.reshape(n, th, 4, tw, 4, co).permute(2, 4, 0, 1, 3, 5).reshape(16, -1)
         dm = (at.t() @ g_tiles).view(36, n * th * tw, co)
         blocks = _blocks(c, co)
         gx = gw = gb = None
@@ -338,18 +368,22 @@ class _Winograd3x3(torch.autograd.Function):
                 else:
                     gw[b] = part
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            gb = gy.sum((0, 2, 3))
-        return gx, gw, gb
+            gb = gy.sum((0, 2, 3)) if not ctx.d2s else g_tiles.view(-1, co).sum(0)
+        return gx, gw, gb, None
 
 
-def conv3x3(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+def conv3x3(x: Tensor, weight: Tensor, bias: Tensor | None = None, depth_to_space: bool = False) -> Tensor:
     """``F.conv2d(x, weight, bias, padding=1)`` for 3x3 kernels, by Winograd F(4x4, 3x3).
 
+    ``depth_to_space``: TensorFlow's depth_to_space x2 of it instead (DFL's Upscale), shuffled as it is written.
     Without autograd (merging, previews), inside :func:`kernel_cache` the transformed kernels are reused.
     """
+    if depth_to_space and (x.shape[-2] % 4 or x.shape[-1] % 4 or _compiling()):
+        from dfl.models.blocks import depth_to_space as shuffle
+        return shuffle(conv3x3(x, weight, bias), 2)
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                     or (bias is not None and bias.requires_grad)):
-        return _Winograd3x3.apply(x, weight, bias)
+        return _Winograd3x3.apply(x, weight, bias, depth_to_space)
     with torch.no_grad():
         n, _, h, w = x.shape
         th, tw = -(-h // 4), -(-w // 4)
@@ -361,4 +395,4 @@ def conv3x3(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             u = _kernel_transform(weight).contiguous()
             if cache is not None:
                 cache[id(weight)] = (weight, u)  # the weight itself is kept so that its id stays unique
-        return _output(torch.bmm(_input_tiles(x, th, tw), u), bias, n, h, w, th, tw)
+        return _output(torch.bmm(_input_tiles(x, th, tw), u), bias, n, h, w, th, tw, depth_to_space)
