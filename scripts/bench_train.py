@@ -32,11 +32,12 @@ CONFIGS = {
 LABELS = {"q96": "Quick96 96 b4", "liae-ud": "SAEHD liae-ud 128 b8", "df-ud": "SAEHD df-ud 128 b8",
           "amp": "AMP 224 b8"}
 # DeepFaceLab's own code (TF 2.15 CPU, DSSIM + MSE + masks, AdaBelief, random warp) on 2 cores of these machines:
-# (ms/iteration, peak GB) as the training issue states them, and as measured again on 2026-11-25 on the machine
-# that gave this script's README numbers (DFL's Model_SAEHD/Model_Quick96 classes, random batches, mean of 10
-# iterations with no other load). The two differ by up to 40%: compare with the one from the same machine.
+# (ms/iteration, peak GB) as the training issue states them, and as measured again on 2026-11-26, alternating
+# with this script's runs on the machine that gave the README numbers (DFL's Model_SAEHD/Model_Quick96 classes,
+# random batches, mean of 3 runs of 8 iterations; peak RSS in GB of 10^9 bytes). The two differ by up to 30%,
+# and these shared machines drift by 5-10% in an hour: compare ratios measured in the same minutes.
 DFL_CPU_REFERENCE = {"liae-ud": (2924, 5.4), "df-ud": (2239, 3.9), "q96": (730, 2.2)}
-DFL_CPU_SAME_MACHINE = {"liae-ud": (4076, 3.81), "df-ud": (3062, 2.66), "q96": (1049, 1.82)}
+DFL_CPU_SAME_MACHINE = {"liae-ud": (3751, 3.81), "df-ud": (2696, 2.80), "q96": (991, 1.89)}
 
 
 def _child(key: str, device_name: str, precision: str, warmup: int, iters: int, channels_last: bool) -> dict:
