@@ -126,3 +126,11 @@ def test_auto_precision_wants_amx_for_cpu_bf16() -> None:
     assert not cpu_has_bf16(avx512)
     assert cpu_has_bf16(amx)
     assert not cpu_has_bf16("")
+
+
+def test_preview_refresh_keeps_its_period_unless_it_would_cost_over_its_share() -> None:
+    from dfl.training.trainer import PREVIEW_SHARE, preview_period
+
+    assert preview_period(15.0, 0.1) == 15.0                       # Quick96-sized refresh: as asked
+    assert preview_period(15.0, 0.6) == pytest.approx(0.6 / PREVIEW_SHARE)   # SAEHD 128 on 2 cores: 30 s
+    assert 0.6 / preview_period(15.0, 0.6) <= PREVIEW_SHARE + 1e-12
