@@ -368,7 +368,7 @@ class _Winograd3x3(torch.autograd.Function):
                 else:
                     gw[b] = part
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            gb = gy.sum((0, 2, 3)) if not ctx.d2s else g_tiles.view(-1, co).sum(0)
+            gb = gy.sum((0, 2, 3)) if not ctx.d2s else g_tiles.reshape(-1, co).sum(0)
         return gx, gw, gb, None
 
 
