@@ -3,9 +3,9 @@
 Why: the first upscale of SAEHD's decoders (and LIAE's inter) takes an 8x8 map to 2048 channels; oneDNN's
 direct convolution runs such layers at about half the cores' GEMM rate (few pixels, huge kernels).
 Winograd takes them first where it pays (:func:`dfl.models.winograd.pays`: when freed memory is kept, as
-in training); such layers in a process that does not keep freed memory (merging) come here.  Gathering the 3x3 neighbourhoods of the few pixels
-into rows and multiplying by the flattened kernels is one large, efficient GEMM forward and two backward
-(through autograd).  Measured on 2 cores, forward + backward: 8x8 maps to 2048 channels 1.3-1.5x faster,
+in training); such layers in a process that does not keep freed memory (merging) come here.  Gathering
+the 3x3 neighbourhoods of the few pixels into rows and multiplying by the flattened kernels is one large,
+efficient GEMM forward and two backward (through autograd).  Measured on 2 cores, forward + backward: 8x8 maps to 2048 channels 1.3-1.5x faster,
 6x6 1.7x (liae-ud 128 about 5% faster per step); 12x12 to 1024 channels gains 1.15x alone but nothing
 inside Quick96, and narrower layers lose (hence :func:`applies`).  Same result as the direct convolution up
 to float32 summation order.
