@@ -7,8 +7,11 @@ warm-up iterations, then the mean of the timed ones.  Peak memory is the process
 and the CUDA allocator's peak on a GPU.  'CPU ms' is the process's CPU time per iteration (all threads):
 on a shared machine it moves less with other people's load than wall time, so compare changes with it.
 
-    python scripts/bench_train.py                       # all four, fp32 and bf16, current device
+    python scripts/bench_train.py                       # all four, fp32 and fp16, current device
     python scripts/bench_train.py --configs q96 --precisions bf16 --iters 5
+
+On the CPU, fp16 is float16 Winograd tiles with everything else float32 (what ``--precision auto`` picks
+on CPUs with AVX-512 FP16); on GPUs it is autocast.
 """
 
 from __future__ import annotations
@@ -89,13 +92,13 @@ def _child(key: str, device_name: str, precision: str, warmup: int, iters: int, 
     return {"key": key, "precision": precision, "device": str(device), "threads": torch.get_num_threads(),
             "ms": 1000 * sum(times) / len(times), "ms_min": 1000 * min(times),
             "cpu_ms": 1000 * sum(cpu) / len(cpu), "peak_gb": peak_gb,
-            "params_m": params / 1e6}
+            "params_m": params / 1e6, "fp32_retries": getattr(obj, "fp32_retries", 0)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", default=",".join(CONFIGS), help=f"comma list of {', '.join(CONFIGS)}")
-    ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--precisions", default="fp32,fp16")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--iters", type=int, default=10)
@@ -126,6 +129,8 @@ def main() -> None:
             ref_s = [f"{r[0]} ms {r[1]} GB" if r else "-" for r in refs]
             print(f"{LABELS[key]:24} {prec:9} {row['device']:8} {row['ms']:9.0f} {row['peak_gb']:8.2f}  {ref_s[0]:>14}  "
                   f"{ref_s[1]:>16}  {row['cpu_ms']:7.0f}", flush=True)
+            if row.get("fp32_retries"):
+                print(f"{'':24} ({row['fp32_retries']} fp16 steps overflowed and were recomputed in fp32)")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=2)

@@ -228,7 +228,7 @@ def test_saehd_step_in_float64_is_exactly_the_direct_one(monkeypatch):
 
     monkeypatch.setattr(winograd, "applies", applies_in_float64)
     monkeypatch.setattr(winograd, "_MATS", {})
-    monkeypatch.setattr(winograd, "_mats", lambda device: tuple(
+    monkeypatch.setattr(winograd, "_mats", lambda device, dtype=None: tuple(
         torch.kron(m, m) for m in (torch.tensor(t, dtype=torch.float64) for t in (winograd._BT, winograd._AT, winograd._G))))
     wino = _saehd_step(model, x)
     assert any(used), "no layer of this model took the Winograd path"

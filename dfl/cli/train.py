@@ -28,7 +28,8 @@ MODEL_CHOICES = click.Choice(["SAEHD", "AMP", "Quick96"], case_sensitive=False)
 @click.option("--change-options", is_flag=True, help="On resume, ask again the options that may change.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
-              help="Autocast precision over fp32 weights; auto: bf16 on GPUs and on CPUs with AMX, else fp32.")
+              help="Autocast precision over fp32 weights; auto: bf16 on GPUs and on CPUs with AMX, fp16 on CPUs "
+                   "with AVX-512 FP16 (float16 Winograd tiles only), else fp32.")
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True, help="NHWC memory layout.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model on a GPU (slow start, faster steps); ignored on the CPU.")
 @click.option("--autosave-minutes", type=float, default=25.0, show_default=True)

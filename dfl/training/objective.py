@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dfl.models import winograd
 from dfl.models.base import SwapModel
 from dfl.models.discriminators import CodeDiscriminator, UNetPatchDiscriminator
 from dfl.training import losses as L
@@ -193,7 +194,10 @@ def gan_discriminator_loss(d: nn.Module, preds: dict[str, Tensor], model_type: s
 class Objective:
     """Owns the discriminators and the optimisers of one model and runs DFL's training iteration.
 
-    ``precision``: "fp32", "bf16" or "fp16" (autocast, weights stay fp32; fp16 uses a grad scaler).
+    ``precision``: "fp32", "bf16" or "fp16" (autocast, weights stay fp32; fp16 uses a grad scaler).  On the
+    CPU, "fp16" is not autocast but :func:`dfl.models.winograd.half_tiles`: the Winograd convolutions keep
+    their tiles in float16 and everything else stays float32; a step whose gradients overflow there is
+    recomputed in float32 (counted in ``fp32_retries``) instead of being applied.
     ``channels_last``: feed the networks NHWC-strided tensors (faster convolutions on CPU and GPU).
     Save ``discriminators`` with the model's networks and ``optimizer_state()`` with the optimiser file.
     """
@@ -225,11 +229,15 @@ class Objective:
             self.optimizers["D_code_opt"] = make_optimizer(self.discriminators["code_discriminator"].parameters(), self.options, model.model_type)
         if "GAN" in self.discriminators:
             self.optimizers["GAN_opt"] = make_optimizer(self.discriminators["GAN"].parameters(), self.options, model.model_type)
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        self.half_tiles = precision == "fp16" and self.device.type == "cpu"
+        self.fp32_retries = 0
+        dtype = None if self.half_tiles else {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         self._autocast_dtype = dtype
-        self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
+        self.scaler = torch.amp.GradScaler(self.device.type) if dtype == torch.float16 else None
 
-    def _autocast(self):
+    def _autocast(self, half_tiles: bool = False):
+        if half_tiles:
+            return winograd.half_tiles()
         if self._autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self._autocast_dtype)
@@ -246,7 +254,9 @@ class Objective:
             out[k] = t
         return out
 
-    def _backward_step(self, loss: Tensor, opt: torch.optim.Optimizer) -> None:
+    def _backward_step(self, loss: Tensor, opt: torch.optim.Optimizer,
+                       half: winograd.HalfTiles | None = None) -> bool:
+        """Backward and optimiser step; False (nothing applied) when ``half`` saw a gradient overflow."""
         opt.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -254,28 +264,45 @@ class Objective:
             self.scaler.update()
         else:
             loss.backward()
+            if half is not None and half.overflowed:
+                opt.zero_grad(set_to_none=True)
+                return False
             opt.step()
         # Drop the gradients once applied: kept until the next zero_grad they would live through the next
         # forward pass, where a step's memory peaks (+0.22 GB for SAEHD df-ud 128, +0.33 GB liae-ud).
         opt.zero_grad(set_to_none=True)
+        return True
+
+    def _update(self, compute: Any, opt: torch.optim.Optimizer) -> tuple:
+        """Run ``compute()`` (returns the loss first) under the precision's context and apply its gradients;
+        with half tiles, a step that overflowed is recomputed in float32 and applied from there."""
+        with self._autocast(self.half_tiles) as half:
+            out = compute()
+        if self._backward_step(out[0], opt, half if self.half_tiles else None):
+            return out
+        self.fp32_retries += 1
+        out = compute()
+        self._backward_step(out[0], opt)
+        return out
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         """One DFL iteration: generator update, then the code and GAN discriminator updates."""
         self.model.train()
         b = self.prepare_batch(batch)
         discs = list(self.discriminators.values())
-        with _frozen(discs), self._autocast():
-            total, scalars, preds = generator_loss(self.model, b, self.options, self.discriminators)
-        self._backward_step(total, self.optimizers["src_dst_opt"])
+        def generator() -> tuple:
+            with _frozen(discs):
+                return generator_loss(self.model, b, self.options, self.discriminators)
+
+        total, scalars, preds = self._update(generator, self.optimizers["src_dst_opt"])
         if "code_discriminator" in self.discriminators:
-            with self._autocast():
-                dl = code_discriminator_loss(self.discriminators["code_discriminator"], preds["src_code"], preds["dst_code"])
-            self._backward_step(dl, self.optimizers["D_code_opt"])
+            (dl,) = self._update(lambda: (code_discriminator_loss(
+                self.discriminators["code_discriminator"], preds["src_code"], preds["dst_code"]),),
+                self.optimizers["D_code_opt"])
             scalars["D_code"] = dl.detach() / b["warped_src"].shape[0]
         if "GAN" in self.discriminators:
-            with self._autocast():
-                dl = gan_discriminator_loss(self.discriminators["GAN"], preds, self.model.model_type)
-            self._backward_step(dl, self.optimizers["GAN_opt"])
+            (dl,) = self._update(lambda: (gan_discriminator_loss(self.discriminators["GAN"], preds, self.model.model_type),),
+                                 self.optimizers["GAN_opt"])
             scalars["D_gan"] = dl.detach() / b["warped_src"].shape[0]
         return {k: float(v) for k, v in scalars.items()}
 

@@ -65,36 +65,50 @@ class TrainResult:
 
 
 # -- device and precision ------------------------------------------------------------------------
-def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
-    """True when the CPU has AMX tiles for bf16 (``amx_bf16``), the only CPUs where bf16 autocast pays off.
-
-    AVX-512 BF16 alone is not enough: there oneDNN's bf16 convolutions ran at about half the fp32 rate
-    (Quick96 1886 vs 1396 ms, SAEHD df-ud 128 4619 vs 2787 ms on 2 cores), so ``auto`` stays in fp32.
-    """
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (empty where there is none, e.g. macOS, Windows)."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
-            return False
-    flags = set()
+            return set()
+    flags: set[str] = set()
     for line in cpuinfo.splitlines():
         if line.startswith("flags"):
             flags.update(line.partition(":")[2].split())
-    return "amx_bf16" in flags
+    return flags
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto``: bf16 where the hardware does it fast (CUDA Ampere+, CPUs with AMX), else fp32 (fp16 on older GPUs)."""
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """True when the CPU has AMX tiles for bf16 (``amx_bf16``), the only CPUs where bf16 autocast pays off.
+
+    AVX-512 BF16 alone is not enough: there oneDNN's bf16 convolutions ran at about half the fp32 rate
+    (Quick96 1886 vs 1396 ms, SAEHD df-ud 128 4619 vs 2787 ms on 2 cores), and so do its bf16 GEMMs.
+    """
+    return "amx_bf16" in cpu_flags(cpuinfo)
+
+
+def cpu_has_fp16(cpuinfo: str | None = None) -> bool:
+    """True when the CPU has AVX-512 FP16 (``avx512_fp16``): there oneDNN multiplies float16 matrices at the
+    float32 rate (accumulating in float32), so ``fp16`` (float16 Winograd tiles, see
+    :func:`dfl.models.winograd.half_tiles`) trains faster than fp32 by moving fewer bytes.  Elsewhere
+    float16 GEMMs may be emulated, and slow."""
+    return "avx512_fp16" in cpu_flags(cpuinfo)
+
+
+def resolve_precision(precision: str, device: torch.device, cpuinfo: str | None = None) -> str:
+    """``auto``: bf16 where the hardware does it fast (CUDA Ampere+, CPUs with AMX), fp16 on older GPUs and
+    on CPUs with AVX-512 FP16 (there: float16 Winograd tiles, everything else float32), else fp32."""
     if precision not in PRECISIONS:
         raise DflError(f"--precision {precision}: one of {', '.join(PRECISIONS)}")
     if precision != "auto":
-        if precision == "fp16" and device.type == "cpu":
-            raise DflError("--precision fp16: not on the CPU (use bf16 or fp32)")
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu" and cpu_has_bf16():
+    if device.type == "cpu" and cpu_has_bf16(cpuinfo):
         return "bf16"
+    if device.type == "cpu" and cpu_has_fp16(cpuinfo):
+        return "fp16"
     return "fp32"
 
 
@@ -400,7 +414,9 @@ class Trainer:
                     wait = data.wait_s - wait0
                     share = wait / max(1e-9, now - last_log)
                     wait0, last_log = data.wait_s, now
+                    retries = self.objective.fp32_retries  # fp16 steps that overflowed and were redone in fp32
                     self._echo(f"[{time.strftime('%H:%M:%S')}][#{it:06d}][{ms:.0f}ms][data wait {100 * share:.0f}%]"
+                               + (f"[fp32 retries {retries}]" if retries else "")
                                + "".join(f"[{k} {v:.4f}]" for k, v in losses.items()))
                     bar.set_postfix({k: f"{v:.4f}" for k, v in list(losses.items())[:2]}, refresh=False)
                 if now - last_preview >= preview_every:
