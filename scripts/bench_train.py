@@ -37,10 +37,11 @@ LABELS = {"q96": "Quick96 96 b4", "liae-ud": "SAEHD liae-ud 128 b8", "df-ud": "S
 # DeepFaceLab's own code (TF 2.15 CPU, DSSIM + MSE + masks, AdaBelief, random warp) on 2 cores of these machines:
 # (ms/iteration, peak GB) as the training issue states them, and as measured again on 2026-11-26, alternating
 # with this script's runs on the machine that gave the README numbers (DFL's Model_SAEHD/Model_Quick96 classes,
-# random batches, mean of 3 runs of 8 iterations; peak RSS in GB of 10^9 bytes). The two differ by up to 30%,
-# and these shared machines drift by 5-10% in an hour: compare ratios measured in the same minutes.
+# random batches, mean of 3 rounds of 8 iterations at 06:38-06:50 UTC; peak RSS in GB of 10^9 bytes).  The two
+# differ by up to 40%, and these shared machines drift by 10-20% in an hour (this script's own df-ud fp32 step:
+# 1360 ms at 05:50, 1600 ms at 06:40 the same morning): compare ratios measured in the same minutes.
 DFL_CPU_REFERENCE = {"liae-ud": (2924, 5.4), "df-ud": (2239, 3.9), "q96": (730, 2.2)}
-DFL_CPU_SAME_MACHINE = {"liae-ud": (3751, 3.81), "df-ud": (2696, 2.80), "q96": (991, 1.89)}
+DFL_CPU_SAME_MACHINE = {"liae-ud": (4167, 3.79), "df-ud": (3126, 2.77), "q96": (1074, 1.86)}
 
 
 def _child(key: str, device_name: str, precision: str, warmup: int, iters: int, channels_last: bool) -> dict:
