@@ -290,6 +290,7 @@ class Objective:
         self.model.train()
         b = self.prepare_batch(batch)
         discs = list(self.discriminators.values())
+
         def generator() -> tuple:
             with _frozen(discs):
                 return generator_loss(self.model, b, self.options, self.discriminators)
