@@ -9,6 +9,7 @@ multi-GPU data parallelism when started by ``torchrun``.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -65,13 +66,19 @@ class TrainResult:
 
 
 # -- device and precision ------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _proc_cpuinfo() -> str:
+    """``/proc/cpuinfo``, read once per process ("" where there is none, e.g. macOS, Windows)."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def cpu_flags(cpuinfo: str | None = None) -> set[str]:
-    """The CPU's feature flags from ``/proc/cpuinfo`` (empty where there is none, e.g. macOS, Windows)."""
+    """The CPU's feature flags from ``cpuinfo`` (default: this machine's ``/proc/cpuinfo``)."""
     if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return set()
+        cpuinfo = _proc_cpuinfo()
     flags: set[str] = set()
     for line in cpuinfo.splitlines():
         if line.startswith("flags"):
