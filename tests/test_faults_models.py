@@ -211,8 +211,9 @@ def test_rename_and_delete_refused_while_training_and_delete_goes_to_trash(ws: P
 
     before = _hashes(ws / MODEL)
     out = _ok(dfl_run("model", "delete", "-w", ws, "base", "--yes"))
-    trashed = list((ws / "model" / ckpt.TRASH_DIR).iterdir())
-    assert len(trashed) == 1 and trashed[0].name.startswith("base_SAEHD_") and str(trashed[0]) in out
+    trashed = list((ws / ckpt.TRASH_DIR).glob("*/model/*"))
+    assert [t.name for t in trashed] == ["base_SAEHD"] and str(trashed[0]) in out
+    assert len(list((ws / ckpt.TRASH_DIR).iterdir())) == 1        # the refused delete left nothing there
     assert not (ws / MODEL).exists() and _hashes(trashed[0]) == before
     assert "No models" in _ok(dfl_run("model", "list", "-w", ws))
 
@@ -230,7 +231,7 @@ def test_restore_puts_a_backup_back_and_keeps_what_it_replaces(ws: Path, dfl_run
     assert ckpt.read_checkpoint(path).state["iteration"] == 2
     now = _hashes(path, exclude=(ckpt.BACKUPS_DIR, ckpt.LOCK))
     assert now == backup
-    aside = next((ws / "model" / ckpt.TRASH_DIR).iterdir())
+    aside = next((ws / ckpt.TRASH_DIR).glob("*/model/base_SAEHD"))
     assert {k: v for k, v in live.items() if k != ckpt.WEIGHTS} == _hashes(aside)
 
 

@@ -133,9 +133,9 @@ def model_rename(workspace: Workspace, name: str, new_name: str, model_type: str
 @click.option("--model", "model_type", type=MODEL_CHOICES, help="When several models share the name.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def model_delete(workspace: Workspace, name: str, model_type: str | None, yes: bool) -> None:
-    """Move model NAME with its backups to model/.trash/ (refused while it is training).
+    """Move model NAME with its backups to trash/<date_time>/model/ (refused while it is training).
 
-    Nothing is erased: move the folder back to restore it, or remove it from .trash yourself to free
+    Nothing is erased: move the folder back to restore it, or remove it from the trash yourself to free
     the space.
     """
     from dfl.errors import DflError
@@ -147,7 +147,7 @@ def model_delete(workspace: Workspace, name: str, model_type: str | None, yes: b
     if info is None:
         raise DflError(f"{workspace.model_dir}: no model named {name!r}")
     if not yes:
-        click.confirm(f"Move {info.path} to {workspace.model_dir / ckpt.TRASH_DIR}?", abort=True)
+        click.confirm(f"Move {info.path} to the trash ({workspace.root / ckpt.TRASH_DIR})?", abort=True)
     target = ckpt.delete_model(workspace.model_dir, name, mt)
     click.echo(f"Deleted {info.path.name}: moved to {target} (move it back to restore it)")
 
@@ -158,7 +158,7 @@ def model_delete(workspace: Workspace, name: str, model_type: str | None, yes: b
 @click.option("--backup", help="Backup folder name (e.g. iter_000005000); default: the newest.")
 @click.option("--model", "model_type", type=MODEL_CHOICES, help="When several models share the name.")
 def model_restore(workspace: Workspace, name: str, backup: str | None, model_type: str | None) -> None:
-    """Put a backup of model NAME back in place (the files it replaces go to model/.trash/)."""
+    """Put a backup of model NAME back in place (the files it replaces go to the trash)."""
     from dfl.models.options import canonical_model_type
     from dfl.training import checkpoint as ckpt
 

@@ -20,7 +20,7 @@ Nothing here destroys a model: a folder that holds model files but cannot be loa
 damaged (with how to recover it), never replaced by a new model; the weights file carries its own save
 record (model type, options, iteration in the safetensors metadata) from which a lost ``options.json``
 or ``state.json`` is rebuilt, or else from the tensor shapes and the backups; ``delete`` moves a model
-into ``model/.trash/``.
+to the workspace's trash (``trash/<date_time>/model/``).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ SAVED_FILES = (WEIGHTS, OPTIMIZER, OPTIONS, STATE)   # state.json last: it names
 SAVING_DIR = ".saving"
 COMPLETE = "COMPLETE"
 BACKUPS_DIR = "backups"
-TRASH_DIR = ".trash"            # in the models folder: deleted models, and what a restore replaced
+TRASH_DIR = "trash"             # the workspace's trash, beside model/: deleted models, what a restore replaced
 PREVIEWS = ("preview.png", "history.png")
 LOCK = ".lock"
 RECORD_PREFIX = "dfl."          # keys of the save record in the weights file's safetensors metadata
@@ -138,11 +138,6 @@ def list_models(model_dir: Path) -> list[ModelInfo]:
     return found
 
 
-def usable_models(model_dir: Path) -> list[ModelInfo]:
-    """The models a picker may choose: every listed model but the damaged ones."""
-    return [m for m in list_models(model_dir) if not m.damaged]
-
-
 def holds_model_files(path: Path) -> bool:
     """True when a folder holds anything a save or a backup wrote (an empty folder is no model)."""
     path = Path(path)
@@ -192,7 +187,7 @@ def repair_hint(path: Path, name: str, model_type: str, problem: str | None) -> 
     if problem.startswith(OPTIONS):
         rebuild = f"`dfl train --name {name} --model {model_type}` rebuilds the options from the weights"
         return f"{rebuild}, or {restore}" if restore else rebuild
-    return restore or f"no backup to recover it from; `dfl model delete {name}` moves it to {TRASH_DIR}/"
+    return restore or f"no backup to recover it from; `dfl model delete {name}` moves it to the trash"
 
 
 def _mtime(path: Path) -> float:
@@ -232,27 +227,45 @@ def rename_model(model_dir: Path, name: str, new_name: str, model_type: str | No
 
 
 def delete_model(model_dir: Path, name: str, model_type: str | None = None) -> Path:
-    """Move a model folder with its backups into ``model/.trash/`` (DFL's picker [d] deleted it); returns
-    where it went.  Removing it from there is the user's call."""
+    """Move a model folder with its backups to the workspace's trash (DFL's picker [d] deleted it):
+    ``trash/<date_time>/model/<name>_<Type>/``; returns where it went.  Emptying the trash is the user's
+    call."""
     info = _existing(model_dir, name, model_type)
     with _exclusive(info.path, _busy(info.path, "delete")):
-        target = _trash_slot(Path(model_dir), info.path.name)
+        target = trash_folder(Path(model_dir)) / info.path.name
+        _move(info.path, target)
+    return target
+
+
+def trash_folder(model_dir: Path) -> Path:
+    """A new ``trash/<date_time>[-N]/model/`` beside ``model_dir`` (created), where what leaves the models
+    folder keeps its place, so moving it back restores it (the workspace trash of the other steps)."""
+    root = Path(model_dir).absolute().parent / TRASH_DIR
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    for n in range(1, 1000):
+        folder = root / (stamp if n == 1 else f"{stamp}-{n}")
         try:
-            os.replace(info.path, target)
+            folder.mkdir(parents=True)
+        except FileExistsError:
+            continue
         except OSError as exc:
-            raise DflError(f"{info.path}: cannot move it to {target.parent} ({exc.strerror or exc})") from None
-    return target
+            raise DflError(f"{root}: cannot create the trash folder ({exc.strerror or exc})") from None
+        (folder / Path(model_dir).name).mkdir()
+        return folder / Path(model_dir).name
+    raise DflError(f"{root}: too many trash folders named {stamp}")
 
 
-def _trash_slot(model_dir: Path, folder: str, suffix: str = "") -> Path:
-    """A new, unused path in ``model_dir/.trash`` for ``folder``, stamped with the time."""
-    trash = model_dir / TRASH_DIR
-    trash.mkdir(exist_ok=True)
-    stem = f"{folder}_{time.strftime('%Y%m%d-%H%M%S')}{suffix}"
-    target, n = trash / stem, 1
-    while target.exists():
-        target, n = trash / f"{stem}-{n}", n + 1
-    return target
+def _move(src: Path, dest: Path) -> None:
+    """Rename ``src`` to ``dest``; across file systems the copy completes before the original goes."""
+    try:
+        try:
+            os.rename(src, dest)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            shutil.move(str(src), str(dest))
+    except OSError as exc:
+        raise DflError(f"{src}: cannot move it to {dest.parent} ({exc.strerror or exc}); nothing was deleted") from None
 
 
 def _busy(path: Path, verb: str) -> str:
@@ -678,14 +691,14 @@ def _stage_save(path: Path, model_type: str, options: dict[str, Any], state: dic
 
 def _save_failed(path: Path, exc: OSError) -> str:
     """One line for a save that could not be written: why, and that the last complete save is intact."""
-    last = ""
+    kept = "there was no earlier save"
     with contextlib.suppress(DflError, OSError):
-        state = read_json(path, STATE)
-        if state is not None:
-            last = f" (iteration {int(state.get('iteration', 0))})"
+        if _resolve(path, WEIGHTS) is not None:
+            state = read_json(path, STATE) or {}
+            kept = f"the last complete save (iteration {int(state.get('iteration', 0))}) is untouched"
     full = exc.errno == errno.ENOSPC or exc.errno == getattr(errno, "EDQUOT", -1)
-    return (f"{path}: cannot save the model ({exc.strerror or exc}); the half-written save was removed and the "
-            f"last complete save{last} is untouched" + ("; free some space and train again" if full else ""))
+    return (f"{path}: cannot save the model ({exc.strerror or exc}); the half-written save was removed and "
+            f"{kept}" + ("; free some space and train again" if full else ""))
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -757,7 +770,7 @@ def restore_backup(model_dir: Path, name: str, model_type: str | None = None,
                    backup: str | None = None) -> tuple[Path, Path, Path | None]:
     """Put a backup (default: the newest) back as the model's live save.
 
-    The files it replaces go to ``model/.trash/`` first, so a restore loses nothing either.  Returns
+    The files it replaces go to the trash first (:func:`trash_folder`), so a restore loses nothing either.  Returns
     (model folder, backup used, where the replaced files went or None).
     """
     info = _existing(model_dir, name, model_type)
@@ -786,10 +799,10 @@ def restore_backup(model_dir: Path, name: str, model_type: str | None = None,
                     and f.name.split(".damaged")[0] in (*SAVED_FILES, *PREVIEWS)]
         aside = None
         if replaced:
-            aside = _trash_slot(Path(model_dir), info.path.name, "_before-restore")
+            aside = trash_folder(Path(model_dir)) / info.path.name
             aside.mkdir()
             for f in replaced:
-                os.replace(f, aside / f.name)
+                _move(f, aside / f.name)
         _move_into_place(info.path)
         for extra in PREVIEWS:
             if (chosen / extra).is_file():
