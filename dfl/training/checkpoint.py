@@ -150,7 +150,7 @@ def diagnose(path: Path) -> str | None:
     None when nothing is wrong.  The message starts with the file it is about."""
     path = Path(path)
     try:
-        model_type, _ = read_options(path)
+        read_options(path)
     except DflError as exc:
         return f"{OPTIONS} is missing" if _resolve(path, OPTIONS) is None else f"{OPTIONS}: {_why(exc)}"
     weights = _resolve(path, WEIGHTS)
@@ -191,8 +191,13 @@ def repair_hint(path: Path, name: str, model_type: str, problem: str | None) -> 
 
 
 def _mtime(path: Path) -> float:
-    times = [f.stat().st_mtime for n in (STATE, OPTIONS, WEIGHTS) if (f := _resolve(path, n)) is not None]
-    return max(times, default=0.0)
+    newest = 0.0
+    for name in (STATE, OPTIONS, WEIGHTS):
+        f = _resolve(path, name)
+        if f is not None:
+            with contextlib.suppress(OSError):   # moved into place by a trainer meanwhile
+                newest = max(newest, f.stat().st_mtime)
+    return newest
 
 
 def find_model(model_dir: Path, name: str, model_type: str | None = None) -> ModelInfo | None:
@@ -412,12 +417,12 @@ def read_weights_header(source: Path | bytes) -> tuple[dict[str, tuple[int, ...]
     return shapes, {str(k): str(v) for k, v in meta.items()}
 
 
-def weights_record(raw: bytes) -> dict[str, Any]:
-    """The save record of a weights blob: ``model_type``, ``options`` (dict), ``iteration`` (int) where
-    present ({} for weights saved before records existed)."""
+def weights_record(source: Path | bytes) -> dict[str, Any]:
+    """The save record of a weights file or blob: ``model_type``, ``options`` (dict), ``iteration`` (int)
+    where present ({} for weights saved before records existed, or a header that does not parse)."""
     try:
-        _, meta = read_weights_header(raw)
-    except DflError:
+        _, meta = read_weights_header(source)
+    except (DflError, OSError):
         return {}
     rec: dict[str, Any] = {}
     if f"{RECORD_PREFIX}model_type" in meta:
@@ -483,10 +488,10 @@ def rebuild_options(path: Path, model_type: str, given: dict[str, Any]) -> tuple
     path = Path(path)
     weights = _resolve(path, WEIGHTS)
     if weights is None:
-        raise DflError(f"{path}: no {WEIGHTS} to rebuild the options from; {repair_hint(path, path.name, model_type, WEIGHTS)}")
+        name = (parse_folder_name(path.name) or (path.name, model_type))[0]
+        raise DflError(f"{path}: no {WEIGHTS} to rebuild the options from; {repair_hint(path, name, model_type, WEIGHTS)}")
     shapes, _ = read_weights_header(weights)
-    raw = _read_bytes(path, WEIGHTS) or b""
-    record = weights_record(raw)
+    record = weights_record(weights)
     given = {k: v for k, v in given.items() if k != "model_type"}
     check_given(model_type, given)
     source: dict[str, Any] = {}

@@ -176,7 +176,6 @@ def _start(req: SessionRequest, settings: dict[str, Any], model_type: str, path:
         click.echo(f"{'Resuming' if exists else 'Creating'} {path.name}:\n{prompts.describe_options(st.options)}")
     trainer = Trainer(ts, st.options, st.state, st.weights, st.optimizer)
     if st.save_now:
-        trainer.options_changed = True
         if trainer.rank == 0:
             trainer.save()   # the options (and a repaired state) are on disk from the first second
     else:
