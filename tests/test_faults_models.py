@@ -185,6 +185,20 @@ def test_weights_without_a_record_rebuild_from_shapes_and_config(ws: Path, tmp_p
     assert all(np.array_equal(v.numpy(), load_file(path / ckpt.WEIGHTS)[k].numpy()) for k, v in weights.items())
 
 
+def test_a_killed_first_save_is_no_model_and_the_name_can_be_created(ws: Path, tmp_path: Path, dfl_run) -> None:
+    half = ws / "model" / "new_SAEHD" / ckpt.SAVING_DIR
+    half.mkdir(parents=True)
+    (half / ckpt.WEIGHTS).write_bytes(b"\0" * 1000)      # kill -9 during a new model's first save
+    out = _ok(dfl_run("model", "list", "-w", ws))
+    assert "new" not in out
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(TINY))
+    out = _ok(dfl_run("train", "-w", ws, "--name", "new", "--model", "SAEHD", "--config", cfg, "--target-iter", "1",
+                      *FAST))
+    assert "Creating new_SAEHD" in out and not half.exists()
+    assert ckpt.read_checkpoint(ws / "model" / "new_SAEHD").state["iteration"] == 1
+
+
 # -- 7: rename/delete respect the trainer's lock; delete moves to the trash ---------------------------
 def test_rename_and_delete_refused_while_training_and_delete_goes_to_trash(ws: Path, tmp_path: Path,
                                                                            dfl_run) -> None:
@@ -198,8 +212,9 @@ def test_rename_and_delete_refused_while_training_and_delete_goes_to_trash(ws: P
                 if line.startswith("training base_SAEHD"):
                     break
             assert proc.poll() is None, (tmp_path / "train.err").read_text()[-2000:]
-            assert "a dfl train is using this model" in _error_line(dfl_run("model", "rename", "-w", ws, "base", "other"))
-            assert "a dfl train is using this model" in _error_line(dfl_run("model", "delete", "-w", ws, "base", "--yes"))
+            busy = "a dfl train is using this model"
+            assert busy in _error_line(dfl_run("model", "rename", "-w", ws, "base", "other"))
+            assert busy in _error_line(dfl_run("model", "delete", "-w", ws, "base", "--yes"))
             assert (ws / MODEL).is_dir() and not (ws / "model" / "other_SAEHD").exists()
         finally:
             proc.send_signal(signal.SIGINT)     # Ctrl+C: the trainer saves and stops
@@ -299,7 +314,8 @@ def test_unreadable_faces_are_skipped_with_a_count(ws: Path, tmp_path: Path, dfl
     only_bad = tmp_path / "only_bad"
     _bad_faces(only_bad, good)
     model = _hashes(ws / MODEL)
-    line = _error_line(dfl_run("train", "-w", ws, "--name", "base", "--target-iter", "5", "--src-faces", only_bad, *FAST))
+    line = _error_line(dfl_run("train", "-w", ws, "--name", "base", "--target-iter", "5", "--src-faces", only_bad,
+                               *FAST))
     assert "none of its 6 faces can be used" in line and "a_zero.jpg" in line
     assert _hashes(ws / MODEL) == model
 

@@ -139,10 +139,10 @@ def list_models(model_dir: Path) -> list[ModelInfo]:
 
 
 def holds_model_files(path: Path) -> bool:
-    """True when a folder holds anything a save or a backup wrote (an empty folder is no model)."""
+    """True when a folder holds anything a complete save or a backup wrote (an empty folder, or one with
+    only the half-written first save of a killed trainer, is no model)."""
     path = Path(path)
-    return any(_resolve(path, n) is not None for n in SAVED_FILES) or bool(list_backups(path)) \
-        or (path / SAVING_DIR).is_dir()
+    return any(_resolve(path, n) is not None for n in SAVED_FILES) or bool(list_backups(path))
 
 
 def diagnose(path: Path) -> str | None:
@@ -361,7 +361,8 @@ def read_checkpoint(path: Path, with_optimizer: bool = True,
     try:
         weights = st_load(raw)
     except Exception as exc:  # safetensors raises its own error types
-        raise DflError(f"{path / WEIGHTS}: unreadable weights ({exc}); {repair_hint(path, name, mt, WEIGHTS)}") from None
+        raise DflError(f"{path / WEIGHTS}: unreadable weights ({exc}); "
+                       f"{repair_hint(path, name, mt, WEIGHTS)}") from None
     optimizer = None
     if with_optimizer:
         raw_opt = _read_bytes(path, OPTIMIZER)
@@ -489,7 +490,8 @@ def rebuild_options(path: Path, model_type: str, given: dict[str, Any]) -> tuple
     weights = _resolve(path, WEIGHTS)
     if weights is None:
         name = (parse_folder_name(path.name) or (path.name, model_type))[0]
-        raise DflError(f"{path}: no {WEIGHTS} to rebuild the options from; {repair_hint(path, name, model_type, WEIGHTS)}")
+        raise DflError(f"{path}: no {WEIGHTS} to rebuild the options from; "
+                       f"{repair_hint(path, name, model_type, WEIGHTS)}")
     shapes, _ = read_weights_header(weights)
     record = weights_record(weights)
     given = {k: v for k, v in given.items() if k != "model_type"}
@@ -510,8 +512,9 @@ def rebuild_options(path: Path, model_type: str, given: dict[str, Any]) -> tuple
     missing = [k for k in unknown if k not in options]
     if missing:
         what = "; ".join(f"{k}: {unknown[k]}" for k in missing)
-        raise DflError(f"{path}: the weights do not tell {', '.join(missing)}; give {'it' if len(missing) == 1 else 'them'} "
-                       f"in a --config file ({what})")
+        them = "it" if len(missing) == 1 else "them"
+        raise DflError(f"{path}: the weights do not tell {', '.join(missing)}; give {them} in a --config file "
+                       f"({what})")
     options = validate_options(model_type, options)
     bad = weights_mismatch(model_type, options, shapes)
     if bad:
@@ -557,8 +560,8 @@ def load_weights(networks: dict[str, torch.nn.Module], weights: dict[str, torch.
     return fresh
 
 
-def load_model(path: Path, device: torch.device | str = "cpu",
-               notify: Callable[[str], None] = lambda line: None) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:
+def load_model(path: Path, device: torch.device | str = "cpu", notify: Callable[[str], None] = lambda line: None
+               ) -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:
     """(SwapModel in eval mode on ``device``, options, state) of a model folder, for merging; ``notify``
     gets a line for each thing recovered (e.g. a lost state.json)."""
     from dfl.models import build_model
@@ -799,7 +802,8 @@ def restore_backup(model_dir: Path, name: str, model_type: str | None = None,
             _write_synced(saving / COMPLETE, b"")
         except OSError as exc:
             shutil.rmtree(saving, ignore_errors=True)
-            raise DflError(f"{info.path}: cannot restore {chosen.name} ({exc.strerror or exc}); nothing was changed") from None
+            raise DflError(f"{info.path}: cannot restore {chosen.name} ({exc.strerror or exc}); "
+                           "nothing was changed") from None
         replaced = [f for f in info.path.iterdir() if f.is_file() and f.name != LOCK
                     and f.name.split(".damaged")[0] in (*SAVED_FILES, *PREVIEWS)]
         aside = None

@@ -217,8 +217,13 @@ def yaw_bins(yaws: np.ndarray, bins: int = YAW_BINS) -> list[np.ndarray]:
 def _get(fs: FaceSet, i: int, opts: SampleOptions) -> tuple[np.ndarray, np.ndarray]:
     if fs.images is not None:
         return fs.images[i].numpy(), fs.masks[i].numpy()
-    img, masks, _ = prepare_face(fs.paths[i], opts.resolution, opts.face_type)
-    return img, masks
+    for k in range(len(fs)):   # a face changed on disk since it loaded (no cache): the next one stands in
+        try:
+            img, masks, _ = prepare_face(fs.paths[(i + k) % len(fs)], opts.resolution, opts.face_type)
+            return img, masks
+        except FACE_ERRORS:
+            continue
+    raise DflError(f"{fs.folder}: none of its faces can be read any more")
 
 
 # -- augmentation ----------------------------------------------------------------------------------
