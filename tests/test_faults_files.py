@@ -205,11 +205,13 @@ def test_clear_counts_a_workspace_by_what_dfl_made_there(tmp_path: Path, demo_fr
     assert (ws.root / "data_dst.mp4").read_bytes() == b"video"
 
 
-def test_demo_rerun_continues_its_model(demo_run_session, copy_workspace, dfl_run) -> None:
-    ws = copy_workspace(demo_run_session[0])
+def test_demo_rerun_continues_its_model(demo_run_session, tmp_path: Path, dfl_run) -> None:
+    # hard links: the model is 300 MB, and every dfl write replaces a file (rename), never edits one in place
+    ws = Workspace(tmp_path / "ws")
+    shutil.copytree(demo_run_session[0].root, ws.root, symlinks=True, copy_function=os.link)
     model = ws.model_dir / "demo_Quick96"
     before = hashes(model)
-    res = dfl_run("demo", "--run", "-w", ws.root, "--seconds", "0.4", "--iterations", "1", "--image-size", "128",
+    res = dfl_run("demo", "--run", "-w", ws.root, "--seconds", "0.2", "--iterations", "1", "--image-size", "64",
                   "--workers", "0", "--seed", "0")
     assert res.code == 0, res.err[-2000:]
     assert "Traceback" not in res.err
