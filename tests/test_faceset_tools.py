@@ -408,6 +408,27 @@ def test_meta_dat_is_dfls_pickle(tmp_path: Path) -> None:
     assert isinstance(raw["landmarks"], list) and isinstance(raw["image_to_face_mat"], np.ndarray)
 
 
+@pytest.mark.parametrize("which", ["conformance", "hdtf"])
+def test_metadata_and_debug_on_dfl_and_real_facesets(which: str, request: pytest.FixtureRequest) -> None:
+    folder = request.getfixturevalue(f"{which}_faces")
+    raws = {p.name: read_raw_dict(p) for p in list_faces(folder)}
+    save_metadata(folder, progress=False)
+    for p in list_faces(folder):                               # an editor: pixels kept, metadata dropped
+        cv2.imwrite(str(p), cv2.imread(str(p)), [int(cv2.IMWRITE_JPEG_QUALITY), 98])
+    assert restore_metadata(folder, progress=False).restored == len(raws)
+    for name, raw in raws.items():
+        got = read_raw_dict(folder / name)
+        assert set(got) == set(raw)
+        assert pickle.dumps(got) == pickle.dumps(raw), name    # every value back exactly
+    frames = folder.parent if which == "hdtf" else None
+    s = write_debug_images(folder, frames, progress=False)
+    if which == "hdtf":
+        assert (s.frames, s.faces_alone) == (len(raws), 0)     # drawn on the frames
+    else:
+        assert (s.frames, s.faces_alone) == (0, len(raws))     # no frames: on the faces, as DFL
+    assert len(list((folder.parent / "aligned_debug").iterdir())) == len(raws)
+
+
 # ----------------------------------------------------------------------------------- debug images
 def test_debug_images_on_frames_and_on_faces_without_frames(tmp_path: Path) -> None:
     folder = synthetic_faceset(tmp_path, n=3)
@@ -523,10 +544,20 @@ def test_cli_tools_on_a_workspace(tmp_path: Path, dfl_run) -> None:
     assert r.code == 0 and "4 faces" in r.out
     r = dfl_run("faceset", "pack", "src", "-w", ws)
     assert r.code == 0 and "4 faces" in r.out
+    r = dfl_run("faceset", "info", "src", "-w", ws)
+    assert r.code == 0 and r.out.count("faceset.pak:") == 0 and "4 faces in" in r.out   # read from the pak
     r = dfl_run("faceset", "unpack", "src", "-w", ws)
     assert r.code == 0 and len(list_faces(ws / "data_src/aligned")) == 4
+    r = dfl_run("faceset", "info", "src", "-w", ws)
+    assert r.code == 0 and "4 faces" in r.err + r.out and "faceset.pak:" not in r.out
     r = dfl_run("faceset", "sort", "src", "-w", ws, "--non-interactive")
     assert r.code == 1 and "--by" in r.err
+    ok, plain = cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))
+    (ws / "data_src/aligned/holiday.jpg").write_bytes(plain.tobytes())
+    names = _names(ws / "data_src/aligned")
+    r = dfl_run("faceset", "sort", "src", "--by", "blur", "-w", ws)
+    assert r.code == 1 and "holiday.jpg" in r.err and len(r.err.strip().splitlines()) == 1
+    assert _names(ws / "data_src/aligned") == names
     r = dfl_run("faceset", "sort", "dst", "--by", "blur", "-w", ws)
     assert r.code == 1 and "data_dst" in r.err and len(r.err.strip().splitlines()) == 1
 

@@ -16,7 +16,6 @@ from dfl.cli import cli
 from dfl.cli.options import workspace_option
 from dfl.errors import DflError
 from dfl.faces.align import FaceType
-from dfl.faceset import list_faces
 from dfl.faceset.debug import write_debug_images
 from dfl.faceset.info import face_info
 from dfl.faceset.metadata import restore_metadata, save_metadata
@@ -24,6 +23,7 @@ from dfl.faceset.pack import pack_faceset, unpack_faceset
 from dfl.faceset.record import FaceRecord
 from dfl.faceset.resize import RESIZE_FACE_TYPES, ResizeOptions, resize_faceset
 from dfl.faceset.sort import SORT_METHODS, SortOptions, recover_names, sort_faceset
+from dfl.faceset.source import face_files
 from dfl.workspace import Workspace
 
 
@@ -95,8 +95,8 @@ def info_cmd(target: str, as_json: bool, workspace: Workspace) -> None:
     and make the exit status 1.
     """
     path = _resolve(target, workspace)
-    if path.is_dir():
-        files = list_faces(path)
+    if path.is_dir() or path.suffix.lower() == ".pak":
+        files = face_files(path)                 # a folder's faceset.pak, when it has one
         if not files:
             raise DflError(f"{path}: no face images (*.jpg, *.png)")
     else:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from dfl.atomic import atomic_write_bytes
 from dfl.errors import DflError
@@ -25,6 +24,7 @@ from dfl.faceset.io import _meta, _read_bytes, decode_pixels, list_faces
 from dfl.faceset.record import FaceRecord
 from dfl.faceset.safe_pickle import dfl_dumps, safe_loads
 from dfl.faceset.trash import move_to_trash
+from dfl.faceset.parallel import bar
 
 META_NAME = "meta.dat"
 RESTORED_JPEG_QUALITY = 100                  # DFL re-encodes edited faces at 100
@@ -47,7 +47,7 @@ def save_metadata(folder: str | os.PathLike, progress: bool = True) -> SaveSumma
     if not files:
         raise DflError(f"{folder}: no faces")
     entries = {}
-    for path in tqdm(files, desc="reading metadata", unit="face", disable=not progress, dynamic_ncols=True):
+    for path in bar(files, desc="reading metadata", progress=progress, leave=False):
         data = _read_bytes(path)
         meta = _meta(path, data)
         if not meta.payload:
@@ -125,12 +125,12 @@ def restore_metadata(folder: str | os.PathLike, progress: bool = True) -> Restor
     saved = load_saved(meta_path)
     pairs, unknown = _plan(folder, saved)
     summary = RestoreSummary(folder, without_metadata=unknown, missing=len(saved) - len(pairs))
-    for path, _ in tqdm(pairs, desc="checking images", unit="face", disable=not progress, dynamic_ncols=True):
+    for path, _ in bar(pairs, desc="checking images", progress=progress, leave=False):
         data = _read_bytes(path)
         if not is_complete(data) or cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
             raise DflError(f"{path}: image data does not decode or is truncated; nothing was restored")
     pngs = []
-    for path, name in tqdm(pairs, desc="restoring", unit="face", disable=not progress, dynamic_ncols=True):
+    for path, name in bar(pairs, desc="restoring", progress=progress):
         shape, raw = saved[name]
         data = _read_bytes(path)
         target = folder / name

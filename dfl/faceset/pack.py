@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
 
 from dfl.atomic import atomic_open, atomic_write_bytes
 from dfl.errors import DflError
@@ -22,6 +21,7 @@ from dfl.faceset.io import _meta, _read_bytes, _record, list_faces
 from dfl.faceset.pakfile import PAK_NAME, read_index, sample_config, write_pak
 from dfl.faceset.safe_pickle import safe_loads
 from dfl.faceset.trash import free_name, move_to_trash, rename_no_clobber, trash_dir
+from dfl.faceset.parallel import bar
 
 
 @dataclass
@@ -53,7 +53,7 @@ def pack_faceset(folder: str | os.PathLike, trash_loose: bool = True, overwrite:
         raise DflError(f"{folder}: no faces to pack")
     start = time.perf_counter()
     configs = []
-    for path in tqdm(files, desc="checking faces", unit="face", disable=not progress, dynamic_ncols=True):
+    for path in bar(files, desc="checking faces", progress=progress, leave=False):
         data = _read_bytes(path)
         meta = _meta(path, data)
         rec = _record(path, meta)                 # refuses files that are not DFL faces
@@ -68,7 +68,7 @@ def pack_faceset(folder: str | os.PathLike, trash_loose: bool = True, overwrite:
         move_to_trash([pak], folder)
 
     def contents():
-        for path in tqdm(files, desc="packing", unit="face", disable=not progress, dynamic_ncols=True):
+        for path in bar(files, desc="packing", progress=progress):
             yield _read_bytes(path)
 
     with atomic_open(pak, "wb") as out:
@@ -110,8 +110,7 @@ def unpack_faceset(folder: str | os.PathLike, progress: bool = True) -> UnpackSu
         raise DflError(f"{pak}: two faces have the same name; nothing was unpacked")
     summary = UnpackSummary(folder)
     todo = []
-    for face, target in tqdm(list(zip(faces, targets)), desc="checking", unit="face", disable=not progress,
-                             dynamic_ncols=True):
+    for face, target in bar(list(zip(faces, targets)), desc="checking", progress=progress, leave=False):
         data = face.read_bytes()
         _record(face, _meta(face, data))          # every face is checked before anything is written
         if not is_complete(data):
@@ -123,7 +122,7 @@ def unpack_faceset(folder: str | os.PathLike, progress: bool = True) -> UnpackSu
             summary.already += 1
         else:
             todo.append((face, target))
-    for face, target in tqdm(todo, desc="unpacking", unit="face", disable=not progress, dynamic_ncols=True):
+    for face, target in bar(todo, desc="unpacking", progress=progress):
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(target, face.read_bytes())
     summary.faces = len(faces)

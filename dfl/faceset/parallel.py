@@ -1,7 +1,8 @@
-"""Per-face work on a thread pool with a progress bar, shared by the faceset tools.
+"""Per-face work on a thread pool, and the progress bars, shared by the faceset tools.
 
 Decoding, OpenCV and numpy release the GIL, so threads use every core without the start-up and copying
-cost of processes; results come back in input order.
+cost of processes; results come back in input order.  Bars show on a terminal only (tqdm's own rule), so
+logs and captured output hold just the summary or the one-line error.
 """
 
 from __future__ import annotations
@@ -25,14 +26,21 @@ def _cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def bar(iterable: Iterable | None = None, *, desc: str, progress: bool = True, unit: str = "face",
+        total: int | None = None, leave: bool = True) -> tqdm:
+    """A tqdm bar with a rate; ``leave=False`` for checking passes, whose bar would linger above an error."""
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=None if progress else True, leave=leave,
+                dynamic_ncols=True)
+
+
 def map_faces(fn: Callable[[T], R], items: Iterable[T], desc: str, progress: bool = True,
               unit: str = "face") -> list[R]:
     """``[fn(item) for item in items]`` on one thread per core; the first exception stops it."""
     items = list(items)
     out: list[R] = []
     with ThreadPoolExecutor(_cores()) as pool, \
-            tqdm(total=len(items), desc=desc, unit=unit, disable=not progress, dynamic_ncols=True) as bar:
+            bar(total=len(items), desc=desc, unit=unit, progress=progress) as b:
         for value in pool.map(fn, items):
             out.append(value)
-            bar.update(1)
+            b.update(1)
     return out

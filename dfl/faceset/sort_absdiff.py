@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from dfl.errors import DflError
+from dfl.faceset.parallel import bar
 
 if TYPE_CHECKING:
     from dfl.faceset.sort import _Context
@@ -27,8 +27,8 @@ def pairwise_absdiff(images: torch.Tensor, device: torch.device, progress: bool 
     flat = images.reshape(n, -1)
     out = np.zeros((n, n), np.float64)
     blocks = range(0, n, _BLOCK)
-    with tqdm(total=len(blocks) * (len(blocks) + 1) // 2, desc="pixel differences", unit="block",
-              disable=not progress, dynamic_ncols=True) as bar:
+    with bar(total=len(blocks) * (len(blocks) + 1) // 2, desc="pixel differences", unit="block",
+             progress=progress) as shown:
         for a in blocks:
             xa = flat[a:a + _BLOCK].to(device, torch.float32)
             for b in range(a, n, _BLOCK):
@@ -36,7 +36,7 @@ def pairwise_absdiff(images: torch.Tensor, device: torch.device, progress: bool 
                 d = torch.stack([(xb - row).abs_().sum(dim=1, dtype=torch.float64) for row in xa]).cpu().numpy()
                 out[a:a + len(xa), b:b + len(xb)] = d
                 out[b:b + len(xb), a:a + len(xa)] = d.T
-                bar.update(1)
+                shown.update(1)
     return out
 
 

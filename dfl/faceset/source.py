@@ -11,12 +11,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
 
 from dfl.errors import DflError
 from dfl.faceset.io import FaceFile, inspect_face, list_faces
 from dfl.faceset.pakfile import PAK_NAME, read_index
 from dfl.faceset.record import FaceRecord
+from dfl.faceset.parallel import bar
 
 
 def pak_path(folder: str | os.PathLike) -> Path | None:
@@ -58,7 +58,7 @@ def load_faces(folder: Path, progress: bool = True) -> list[Face]:
         hint = " (it holds a faceset.pak: unpack it first)" if (folder / PAK_NAME).is_file() else ""
         raise DflError(f"{folder}: no faces{hint}")
     faces = []
-    for path in tqdm(files, desc="reading faces", unit="face", disable=not progress, dynamic_ncols=True):
+    for path in bar(files, desc="reading faces", progress=progress, leave=False):
         record, (height, width) = inspect_face(path)
         if height is None or width is None:
             raise DflError(f"{path}: image header gives no size")
