@@ -28,7 +28,7 @@ from dfl.faces.align import FaceType
 from dfl.faces.backends import Landmarker
 from dfl.faces.manual import Event, FaceMark, KeyEvent, ManualEditor, MouseEvent
 from dfl.faces.manual_draw import render, view_image
-from dfl.faceset.io import FACE_EXTENSIONS, inspect_face
+from dfl.faceset.io import FACE_EXTENSIONS, inspect_face, list_faces, read_record
 from dfl.faceset.trash import move_to_trash
 from dfl.workspace import list_images
 
@@ -45,6 +45,20 @@ def _faces_by_frame(aligned_dir: Path) -> dict[str, list[Path]]:
     return out
 
 
+def _frames_with_faces(aligned_dir: Path) -> set[str]:
+    """Stems of the frames that have a face: by the faces' names, and by the source frame their
+    metadata names (sorted faces are called 00000.jpg ...)."""
+    stems = set(_faces_by_frame(aligned_dir))
+    for p in list_faces(aligned_dir) if aligned_dir.is_dir() else []:
+        try:
+            source = read_record(p).source_filename
+        except DflError:
+            continue
+        if source:
+            stems.add(Path(source).stem)
+    return stems
+
+
 def select_frames(mode: str, frames_dir: Path, aligned_dir: Path, debug_dir: Path) -> list[Path]:
     """The frames a manual session of ``mode`` goes through, in name order."""
     frames = list_images(frames_dir)
@@ -59,8 +73,7 @@ def select_frames(mode: str, frames_dir: Path, aligned_dir: Path, debug_dir: Pat
         kept = {p.stem for p in list_images(debug_dir)}
         return [p for p in frames if p.stem not in kept]
     if mode == "missing":
-        with_faces = _faces_by_frame(aligned_dir)
-        return [p for p in frames if p.stem not in with_faces]
+        return [p for p in frames if p.stem not in _frames_with_faces(aligned_dir)]
     raise ValueError(f"mode {mode!r}")
 
 

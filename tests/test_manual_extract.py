@@ -210,6 +210,9 @@ def test_fix_re_extracts_only_frames_whose_debug_image_was_deleted(frames: Path,
     assert (frames / "aligned_trash" / f"{bad.stem}_0.jpg").read_bytes() == old   # the old face kept
     assert (aligned / f"{bad.stem}_0.jpg").read_bytes() != old
     assert len(list_faces(aligned)) == len(paths)
+    from dfl.faceset.sort import SortOptions, sort_faceset
+    sort_faceset(aligned, "face-yaw", SortOptions(progress=False))       # names 00000.jpg ...: frames known
+    assert select_frames("missing", frames, aligned, debug) == []        # from the faces' metadata
 
 
 def test_cli_fix_needs_a_window_and_reports_nothing_to_fix(frames: Path, dfl_run, monkeypatch) -> None:
