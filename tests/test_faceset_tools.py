@@ -22,7 +22,7 @@ import pytest
 from dfl.errors import DflError
 from dfl.extract import ExtractOptions, FrameFaces, write_frame_faces
 from dfl.faces.align import _MEAN_FACE_3D, FaceType, pitch_yaw_roll, transform_matrix, transform_points
-from dfl.faceset import FaceRecord, list_faces, read_face, read_raw_dict, read_record, write_face
+from dfl.faceset import list_faces, read_face, read_raw_dict, read_record, write_face
 from dfl.faceset.container import read_meta
 from dfl.faceset.debug import write_debug_images
 from dfl.faceset.metadata import restore_metadata, save_metadata
