@@ -141,11 +141,11 @@ def load_workers() -> int:
 
 def load_faceset(folder: Path, opts: SampleOptions, workers: int = 0, desc: str = "faces") -> FaceSet:
     """Read every face of ``folder`` once: cached pixels when they fit ``opts.cache_mb``, always the yaw."""
-    from dfl.faceset import list_faces
+    from dfl.faceset.source import face_files
     from tqdm import tqdm
 
     folder = Path(folder)
-    paths = list_faces(folder) if folder.is_dir() else []
+    paths = face_files(folder) if folder.exists() else []   # loose faces, or those in folder/faceset.pak
     if not paths:
         raise DflError(f"{folder}: no faces to train on (extract them first)")
     r = opts.resolution
