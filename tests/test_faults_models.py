@@ -23,6 +23,7 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from dfl.training import checkpoint as ckpt
+from dfl.trash import TRASH_DIR
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_helpers import draw_face, make_workspace  # noqa: E402
@@ -226,9 +227,9 @@ def test_rename_and_delete_refused_while_training_and_delete_goes_to_trash(ws: P
 
     before = _hashes(ws / MODEL)
     out = _ok(dfl_run("model", "delete", "-w", ws, "base", "--yes"))
-    trashed = list((ws / ckpt.TRASH_DIR).glob("*/model/*"))
+    trashed = list((ws / TRASH_DIR).glob("*/model/*"))
     assert [t.name for t in trashed] == ["base_SAEHD"] and str(trashed[0]) in out
-    assert len(list((ws / ckpt.TRASH_DIR).iterdir())) == 1        # the refused delete left nothing there
+    assert len(list((ws / TRASH_DIR).iterdir())) == 1        # the refused delete left nothing there
     assert not (ws / MODEL).exists() and _hashes(trashed[0]) == before
     assert "No models" in _ok(dfl_run("model", "list", "-w", ws))
 
@@ -246,7 +247,7 @@ def test_restore_puts_a_backup_back_and_keeps_what_it_replaces(ws: Path, dfl_run
     assert ckpt.read_checkpoint(path).state["iteration"] == 2
     now = _hashes(path, exclude=(ckpt.BACKUPS_DIR, ckpt.LOCK))
     assert now == backup
-    aside = next((ws / ckpt.TRASH_DIR).glob("*/model/base_SAEHD"))
+    aside = next((ws / TRASH_DIR).glob("*/model/base_SAEHD"))
     assert {k: v for k, v in live.items() if k != ckpt.WEIGHTS} == _hashes(aside)
 
 

@@ -48,16 +48,32 @@ def _ask(value, prompt: str, default, interactive: bool, **kw):
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps ...")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Frames per detector/landmarker pass.")
-@click.option("--overwrite", is_flag=True, help="Extract every frame again (default: resume, skipping frames "
-                                                 "already extracted).")
+@click.option("--overwrite", is_flag=True, help="Extract every frame again, moving the faces already there to "
+                                                 "trash/ (default: resume, skipping frames already extracted).")
 @click.option("--non-interactive", is_flag=True, help="Never ask; use the defaults for options not given.")
+@click.option("--manual", is_flag=True, help="Place every face by hand in a window (DFL's manual extractor).")
+@click.option("--fix", is_flag=True, help="Place faces by hand in the frames whose debug image you deleted from "
+                                          "aligned_debug (DFL's MANUAL RE-EXTRACT DELETED ALIGNED_DEBUG).")
+@click.option("--manual-fix", is_flag=True, help="Extract, then place by hand the faces of frames left without one.")
+@click.option("--manual-window-size", type=click.IntRange(min=0), default=1368, show_default=True,
+              help="Width of the manual window's 16:9 view (0 = frame size).")
 def extract_faces_cmd(side, workspace, detector, landmarker, face_type, max_faces, image_size, jpeg_quality,
-                      output_debug, weights_dir, device, batch_size, overwrite, non_interactive) -> None:
+                      output_debug, weights_dir, device, batch_size, overwrite, non_interactive, manual, fix,
+                      manual_fix, manual_window_size) -> None:
     """Steps 4 and 5: extract faces of data_src / data_dst frames into aligned/.
 
     Finds every face in data_SIDE/*.png, places 68 landmarks, aligns and writes DFL faceset JPEGs
     data_SIDE/aligned/<frame>_<i>.jpg.  Resumes where an earlier run stopped unless --overwrite.
+    --manual, --fix and --manual-fix open DFL's manual window (see README).
     """
+    if manual + fix + manual_fix > 1:
+        raise DflError("--manual, --fix and --manual-fix: choose one")
+    if fix and (face_type is None or image_size is None):   # fix faces as the faceset was extracted
+        from dfl.manual_extract import faceset_options
+        found = faceset_options(workspace.aligned_dir(side))
+        if found is not None:
+            face_type = face_type or found[0].to_string()
+            image_size = image_size or found[1]
     from dfl.device import pick_device, use_all_cores
     from dfl.extract import ExtractOptions, extract_faces
     from dfl.faces.align import FaceType
@@ -88,6 +104,14 @@ def extract_faces_cmd(side, workspace, detector, landmarker, face_type, max_face
     backends = get_backends(detector, landmarker, dev, resolve_weights_dir(weights_dir))
     opts = ExtractOptions(face_type=ft, image_size=image_size, jpeg_quality=jpeg_quality, max_faces=max_faces,
                           output_debug=output_debug, overwrite=overwrite, batch_size=batch_size)
-    summary = extract_faces(frames_dir, workspace.aligned_dir(side), backends.detector, backends.landmarker,
-                            opts, debug_dir=workspace.debug_dir(side))
-    click.echo(f"{summary.line(side)} on {dev.type} -> {workspace.aligned_dir(side)}")
+    if not (manual or fix):
+        summary = extract_faces(frames_dir, workspace.aligned_dir(side), backends.detector, backends.landmarker,
+                                opts, debug_dir=workspace.debug_dir(side), trash_dir=workspace.trash_dir)
+        click.echo(f"{summary.line(side)} on {dev.type} -> {workspace.aligned_dir(side)}")
+    if manual or fix or manual_fix:
+        from dfl.manual_extract import run_manual
+        mode = "fix" if fix else "manual" if manual else "missing"
+        done = run_manual(mode, frames_dir, workspace.aligned_dir(side), workspace.debug_dir(side),
+                          backends.landmarker, opts, manual_window_size)
+        click.echo(done.line(side))
+    workspace.mark()

@@ -147,7 +147,7 @@ def model_delete(workspace: Workspace, name: str, model_type: str | None, yes: b
     if info is None:
         raise DflError(f"{workspace.model_dir}: no model named {name!r}")
     if not yes:
-        click.confirm(f"Move {info.path} to the trash ({workspace.root / ckpt.TRASH_DIR})?", abort=True)
+        click.confirm(f"Move {info.path} to the trash ({workspace.trash_dir})?", abort=True)
     target = ckpt.delete_model(workspace.model_dir, name, mt)
     click.echo(f"Deleted {info.path.name}: moved to {target} (move it back to restore it)")
 

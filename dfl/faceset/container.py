@@ -151,6 +151,18 @@ def is_png(data: bytes) -> bool:
     return data[:8] == _PNG_SIGNATURE
 
 
+def is_complete(data: bytes) -> bool:
+    """Whether the image's data runs to its end marker (JPEG EOI after the scan, PNG IEND): a file cut
+    short by a failed copy or download decodes in OpenCV with its missing part grey."""
+    try:
+        if is_png(data):
+            return any(ctype == b"IEND" for ctype, _, _ in _png_chunks(data))
+        scan_start = _jpeg_segments(data)[-1][2]
+    except ContainerError:
+        return False
+    return data.find(b"\xff\xd9", scan_start) >= 0
+
+
 def read_meta(data: bytes) -> ImageMeta:
     return read_png_meta(data) if is_png(data) else read_jpeg_meta(data)
 

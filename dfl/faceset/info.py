@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dfl.faceset.io import _meta, _read_bytes, _record
+from dfl.faceset.io import _as_file, _meta, _read_bytes, _record
+from dfl.faceset.pakfile import PackedFace
 from dfl.faceset.record import FaceRecord
 from dfl.faceset.safe_pickle import safe_loads
 
@@ -36,12 +36,12 @@ def _mask_format(buf: Any) -> str:
     return "unknown"
 
 
-def face_info(path: str | os.PathLike) -> tuple[dict, FaceRecord]:
+def face_info(path: str | os.PathLike | PackedFace) -> tuple[dict, FaceRecord]:
     """Every stored key (arrays as lists; the encoded xseg mask summarised) plus file, width, height.
 
     Also returns the parsed record, so callers can format without parsing twice.
     """
-    path = Path(path)
+    path = _as_file(path)
     data = _read_bytes(path)
     meta = _meta(path, data)
     record = _record(path, meta)                       # validates and decodes (DflError if bad)

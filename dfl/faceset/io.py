@@ -10,11 +10,13 @@ import numpy as np
 
 from dfl.atomic import atomic_write_bytes
 from dfl.errors import DflError
-from dfl.faceset.container import ContainerError, ImageMeta, read_meta, write_meta
+from dfl.faceset.container import ContainerError, ImageMeta, is_complete, read_meta, write_meta
+from dfl.faceset.pakfile import PackedFace
 from dfl.faceset.record import FaceRecord
 from dfl.faceset.safe_pickle import dfl_dumps, safe_loads
 
 FACE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+FaceFile = Path | PackedFace          # a face on disk, or one inside a faceset.pak
 
 
 def list_faces(folder: str | os.PathLike) -> list[Path]:
@@ -26,7 +28,13 @@ def list_faces(folder: str | os.PathLike) -> list[Path]:
                   if p.is_file() and p.suffix.lower() in FACE_EXTENSIONS and not p.name.startswith("."))
 
 
-def _read_bytes(path: Path) -> bytes:
+def _as_file(path: str | os.PathLike | PackedFace) -> FaceFile:
+    return path if isinstance(path, PackedFace) else Path(path)
+
+
+def _read_bytes(path: FaceFile) -> bytes:
+    if isinstance(path, PackedFace):
+        return path.read_bytes()
     try:
         return path.read_bytes()
     except FileNotFoundError:
@@ -37,37 +45,37 @@ def _read_bytes(path: Path) -> bytes:
         raise DflError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
-def _meta(path: Path, data: bytes) -> ImageMeta:
+def _meta(path: FaceFile, data: bytes) -> ImageMeta:
     try:
         return read_meta(data)
     except ContainerError as exc:
         raise DflError(f"{path}: not a valid face image ({exc})") from None
 
 
-def _record(path: Path, meta: ImageMeta) -> FaceRecord:
+def _record(path: FaceFile, meta: ImageMeta) -> FaceRecord:
     if not meta.payload:
         raise DflError(f"{path}: no DFL face metadata (not an aligned face from extract-faces/DFL)")
     return FaceRecord.from_dfl_dict(safe_loads(meta.payload, str(path)), str(path))
 
 
-def read_record(path: str | os.PathLike) -> FaceRecord:
+def read_record(path: str | os.PathLike | PackedFace) -> FaceRecord:
     """The face's metadata without decoding its pixels."""
-    path = Path(path)
+    path = _as_file(path)
     data = _read_bytes(path)
     return _record(path, _meta(path, data))
 
 
-def inspect_face(path: str | os.PathLike) -> tuple[FaceRecord, tuple[int | None, int | None]]:
+def inspect_face(path: str | os.PathLike | PackedFace) -> tuple[FaceRecord, tuple[int | None, int | None]]:
     """Metadata and the image's (height, width) from its header, without decoding pixels."""
-    path = Path(path)
+    path = _as_file(path)
     data = _read_bytes(path)
     meta = _meta(path, data)
     return _record(path, meta), (meta.height, meta.width)
 
 
-def read_raw_dict(path: str | os.PathLike) -> dict:
+def read_raw_dict(path: str | os.PathLike | PackedFace) -> dict:
     """The metadata dict exactly as stored (safely unpickled), for tools that show every key."""
-    path = Path(path)
+    path = _as_file(path)
     data = _read_bytes(path)
     meta = _meta(path, data)
     if not meta.payload:
@@ -78,15 +86,24 @@ def read_raw_dict(path: str | os.PathLike) -> dict:
     return d
 
 
-def read_face(path: str | os.PathLike) -> tuple[np.ndarray, FaceRecord]:
-    """BGR uint8 image and metadata; DflError when the file is unreadable or carries no metadata."""
-    path = Path(path)
+def read_face(path: str | os.PathLike | PackedFace) -> tuple[np.ndarray, FaceRecord]:
+    """BGR uint8 image and metadata; DflError when the file is unreadable, cut short or carries no
+    metadata.  ``path`` may also be a face inside a faceset.pak (:class:`PackedFace`)."""
+    path = _as_file(path)
     data = _read_bytes(path)
     record = _record(path, _meta(path, data))
+    return decode_pixels(path, data), record
+
+
+def decode_pixels(path: str | os.PathLike | PackedFace, data: bytes) -> np.ndarray:
+    """BGR uint8 pixels of a face file's bytes; DflError for data that does not decode or is cut short
+    (OpenCV would return a truncated JPEG with its missing rows grey)."""
+    if not is_complete(data):
+        raise DflError(f"{path}: image data is truncated")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         raise DflError(f"{path}: image data does not decode")
-    return img, record
+    return img
 
 
 def _payload(record: FaceRecord) -> bytes:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import io
 import pickle
+import types
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,41 @@ _LEGACY_NAMES: dict[int, tuple[str, str]] = {
     id(np.ndarray): ("numpy", "ndarray"),
     id(np.dtype): ("numpy", "dtype"),
 }
+
+
+# DFL's IntEnums that its packed facesets (faceset.pak) pickle by name.  Loading turns a member into its
+# int; writing pickles an :class:`EnumInt` as the member, so DFL's own loader rebuilds its enum.
+DFL_ENUMS = (("samplelib.Sample", "SampleType"), ("facelib.FaceType", "FaceType"))
+
+
+class EnumInt(int):
+    """An int that pickles as a DFL enum member (``module.name(value)``); see :func:`dfl_enum`."""
+
+    _rebuild: Any = None
+
+    def __reduce__(self) -> tuple:
+        return (type(self)._rebuild, (int(self),))
+
+
+def _enum_type(module: str, name: str) -> type[EnumInt]:
+    def rebuild(value: Any) -> int:
+        if isinstance(value, tuple) and len(value) == 1:   # DFL's MARK_ONLY = 100, is a tuple value
+            value = value[0]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise pickle.UnpicklingError(f"{module}.{name} value {value!r} is not an int")
+        return int(value)
+
+    _ALLOWED_GLOBALS[(module, name)] = rebuild
+    _LEGACY_NAMES[id(rebuild)] = (module, name)
+    return type(name, (EnumInt,), {"_rebuild": staticmethod(rebuild)})
+
+
+_ENUM_TYPES = {key: _enum_type(*key) for key in DFL_ENUMS}
+
+
+def dfl_enum(module: str, name: str, value: int) -> EnumInt:
+    """``value`` as DFL's enum member ``module.name`` when pickled (e.g. a pak's ``SampleType.FACE``)."""
+    return _ENUM_TYPES[(module, name)](int(value))
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -114,6 +150,8 @@ class _LegacyNumpyPickler(pickle._Pickler):  # the pure-Python pickler lets us r
         self.write(pickle.STACK_GLOBAL)
         self.memoize(obj)
 
+    dispatch = dict(pickle._Pickler.dispatch)
+    dispatch[types.FunctionType] = save_global      # the enum rebuilders are plain functions
 
 
 def dfl_dumps(obj: Any) -> bytes:

@@ -55,7 +55,6 @@ SAVED_FILES = (WEIGHTS, OPTIMIZER, OPTIONS, STATE)   # state.json last: it names
 SAVING_DIR = ".saving"
 COMPLETE = "COMPLETE"
 BACKUPS_DIR = "backups"
-TRASH_DIR = "trash"             # the workspace's trash, beside model/: deleted models, what a restore replaced
 PREVIEWS = ("preview.png", "history.png")
 LOCK = ".lock"
 RECORD_PREFIX = "dfl."          # keys of the save record in the weights file's safetensors metadata
@@ -233,44 +232,24 @@ def rename_model(model_dir: Path, name: str, new_name: str, model_type: str | No
 
 def delete_model(model_dir: Path, name: str, model_type: str | None = None) -> Path:
     """Move a model folder with its backups to the workspace's trash (DFL's picker [d] deleted it):
-    ``trash/<date_time>/model/<name>_<Type>/``; returns where it went.  Emptying the trash is the user's
-    call."""
+    ``trash/<date_time>/model/<name>_<Type>/`` (:mod:`dfl.trash`); returns where it went.  Emptying the
+    trash is the user's call."""
     info = _existing(model_dir, name, model_type)
     with _exclusive(info.path, _busy(info.path, "delete")):
-        target = trash_folder(Path(model_dir)) / info.path.name
-        _move(info.path, target)
-    return target
+        folder = _to_trash(Path(model_dir), [info.path])
+    return folder / Path(model_dir).name / info.path.name
 
 
-def trash_folder(model_dir: Path) -> Path:
-    """A new ``trash/<date_time>[-N]/model/`` beside ``model_dir`` (created), where what leaves the models
-    folder keeps its place, so moving it back restores it (the workspace trash of the other steps)."""
-    root = Path(model_dir).absolute().parent / TRASH_DIR
-    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-    for n in range(1, 1000):
-        folder = root / (stamp if n == 1 else f"{stamp}-{n}")
-        try:
-            folder.mkdir(parents=True)
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise DflError(f"{root}: cannot create the trash folder ({exc.strerror or exc})") from None
-        (folder / Path(model_dir).name).mkdir()
-        return folder / Path(model_dir).name
-    raise DflError(f"{root}: too many trash folders named {stamp}")
+def _to_trash(model_dir: Path, paths: list[Path]) -> Path:
+    """Move ``paths`` (inside ``model_dir``) to a new folder of the workspace trash beside ``model_dir``,
+    keeping their place relative to the workspace; returns that folder."""
+    from dfl.trash import TRASH_DIR, move_to_trash
 
-
-def _move(src: Path, dest: Path) -> None:
-    """Rename ``src`` to ``dest``; across file systems the copy completes before the original goes."""
-    try:
-        try:
-            os.rename(src, dest)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            shutil.move(str(src), str(dest))
-    except OSError as exc:
-        raise DflError(f"{src}: cannot move it to {dest.parent} ({exc.strerror or exc}); nothing was deleted") from None
+    workspace = Path(model_dir).absolute().parent
+    folder = move_to_trash([p.absolute() for p in paths], workspace, workspace / TRASH_DIR)
+    if folder is None:
+        raise DflError(f"{model_dir}: nothing to move to the trash (already gone?)")
+    return folder
 
 
 def _busy(path: Path, verb: str) -> str:
@@ -778,7 +757,7 @@ def restore_backup(model_dir: Path, name: str, model_type: str | None = None,
                    backup: str | None = None) -> tuple[Path, Path, Path | None]:
     """Put a backup (default: the newest) back as the model's live save.
 
-    The files it replaces go to the trash first (:func:`trash_folder`), so a restore loses nothing either.  Returns
+    The files it replaces go to the workspace trash first, so a restore loses nothing either.  Returns
     (model folder, backup used, where the replaced files went or None).
     """
     info = _existing(model_dir, name, model_type)
@@ -806,12 +785,7 @@ def restore_backup(model_dir: Path, name: str, model_type: str | None = None,
                            "nothing was changed") from None
         replaced = [f for f in info.path.iterdir() if f.is_file() and f.name != LOCK
                     and f.name.split(".damaged")[0] in (*SAVED_FILES, *PREVIEWS)]
-        aside = None
-        if replaced:
-            aside = trash_folder(Path(model_dir)) / info.path.name
-            aside.mkdir()
-            for f in replaced:
-                _move(f, aside / f.name)
+        aside = _to_trash(Path(model_dir), replaced) / Path(model_dir).name / info.path.name if replaced else None
         _move_into_place(info.path)
         for extra in PREVIEWS:
             if (chosen / extra).is_file():

@@ -163,11 +163,11 @@ def load_faceset(folder: Path, opts: SampleOptions, workers: int = 0, desc: str 
     face type) are skipped and ``notify`` gets one line with their count and the first few; a folder
     with no usable face at all is a DflError.
     """
-    from dfl.faceset import list_faces
+    from dfl.faceset.source import face_files
     from tqdm import tqdm
 
     folder = Path(folder)
-    paths = list_faces(folder) if folder.is_dir() else []
+    paths = face_files(folder) if folder.exists() else []   # loose faces, or those in folder/faceset.pak
     if not paths:
         raise DflError(f"{folder}: no faces to train on (extract them first)")
     r = opts.resolution

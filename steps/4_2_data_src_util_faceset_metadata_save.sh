@@ -1,0 +1,3 @@
+#!/bin/sh
+# DeepFaceLab step "4.2) data_src util faceset metadata save": runs dfl on the workspace next to this folder ($DFL_WORKSPACE overrides it).
+DFL_WORKSPACE="${DFL_WORKSPACE:-$(dirname "$0")/../workspace}" exec dfl faceset metadata save src "$@"
