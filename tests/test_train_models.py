@@ -23,9 +23,9 @@ FAST = dict(workers=0, preview_seconds=1e9, log_seconds=1e9, autosave_minutes=1e
 MODELS = {
     "Quick96": {},  # DFL's fixed preset (96 px, df-ud)
     "SAEHD": {"resolution": 64, "face_type": "f", "archi": "liae-ud", "ae_dims": 64, "e_dims": 16,
-              "d_dims": 16, "d_mask_dims": 8, "batch_size": 4},
+              "d_dims": 16, "d_mask_dims": 16, "batch_size": 4},
     "AMP": {"resolution": 64, "face_type": "f", "ae_dims": 32, "inter_dims": 64, "e_dims": 16, "d_dims": 16,
-            "d_mask_dims": 8, "batch_size": 4},
+            "d_mask_dims": 16, "batch_size": 4},
 }
 ITERATIONS = 16
 

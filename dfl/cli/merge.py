@@ -28,15 +28,20 @@ def find_model_folder(workspace: Workspace, model: str | None, name: str | None)
     """The model folder for ``--model`` (a type or a name) and ``--name``; the newest when several fit."""
     from dfl.training.checkpoint import list_models
 
-    models = list_models(workspace.model_dir)
-    if not models:
+    listed = list_models(workspace.model_dir)
+    if not listed:
         raise DflError(f"{workspace.model_dir}: no trained models; run `dfl train` first")
     mtype = next((t for t in MODEL_TYPES if model and t.lower() == model.lower()), None)
     if model and mtype is None and name is None:
         name = model
-    fit = [m for m in models if (mtype is None or m.model_type == mtype) and (name is None or m.name == name)]
+    wanted = [m for m in listed if (mtype is None or m.model_type == mtype) and (name is None or m.name == name)]
+    # a damaged model is never picked; named, it is used when only its state.json is lost (the weights are
+    # what a merge needs: a notice says what was recovered), else refused with how to recover it
+    fit = [m for m in wanted if not m.damaged or (name is not None and m.state_lost)]
     if not fit:
-        have = ", ".join(f"{m.name} ({m.model_type})" for m in models)
+        if wanted:
+            raise DflError(wanted[0].describe_damage())
+        have = ", ".join(f"{m.name} ({m.model_type})" + (" damaged" if m.damaged else "") for m in listed)
         want = " ".join(x for x in (name, mtype) if x)
         raise DflError(f"{workspace.model_dir}: no model {want!r}; found {have}")
     if len(fit) > 1:
@@ -124,8 +129,9 @@ def merge_command(workspace: Workspace, model: str | None, name: str | None, int
                f"(iteration {ctx.model_info.get('iteration', 0)}) on {ctx.device_type}")
     if interactive:
         session_path = model_path / inter.SESSION_NAME
-        if new_session:
-            session_path.unlink(missing_ok=True)
+        if new_session and session_path.is_file():
+            kept = inter.set_aside_session(session_path)
+            click.echo(f"Starting a new session; the previous per-frame settings are kept in {kept}")
         summary = inter.merge_interactive(ctx, cfg, session_path=session_path, batch_frames=batch,
                                           workers=workers, force=force)
         click.echo(f"Per-frame settings saved to {session_path}")

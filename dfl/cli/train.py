@@ -83,27 +83,32 @@ def train_cmd(workspace: Workspace, model_type: str | None, name: str | None, ta
 
 
 def _echo_models(workspace: Workspace) -> None:
+    """One line per model, newest first; a damaged one says what is wrong and how to recover it."""
     from dfl.training import checkpoint as ckpt
 
     models = ckpt.list_models(workspace.model_dir)
     if not models:
         click.echo(f"No models in {workspace.model_dir}")
         return
-    for i, m in enumerate(models):
+    usable = [m for m in models if not m.damaged]
+    for i, m in enumerate(usable):
         state = ckpt.read_json(m.path, ckpt.STATE) or {}
         click.echo(f"[{i}] {m.name} ({m.model_type}) iteration {state.get('iteration', 0)}"
                    + ("  - latest" if i == 0 else ""))
+    for m in models:
+        if m.damaged:
+            click.echo(f"[!] {m.name} ({m.model_type}) DAMAGED: {m.problem}; {m.fix}")
 
 
 @cli.group("model")
 def model_group() -> None:
-    """List, rename or delete trained models (DFL's model picker)."""
+    """List, rename, delete or restore trained models (DFL's model picker)."""
 
 
 @model_group.command("list")
 @workspace_option
 def model_list(workspace: Workspace) -> None:
-    """Saved models, most recent first."""
+    """Saved models, most recent first; damaged ones marked, with how to recover them."""
     _echo_models(workspace)
 
 
@@ -113,7 +118,7 @@ def model_list(workspace: Workspace) -> None:
 @click.argument("new_name")
 @click.option("--model", "model_type", type=MODEL_CHOICES, help="When several models share the name.")
 def model_rename(workspace: Workspace, name: str, new_name: str, model_type: str | None) -> None:
-    """Rename model NAME to NEW_NAME."""
+    """Rename model NAME to NEW_NAME (refused while it is training)."""
     from dfl.models.options import canonical_model_type
     from dfl.training import checkpoint as ckpt
 
@@ -128,7 +133,11 @@ def model_rename(workspace: Workspace, name: str, new_name: str, model_type: str
 @click.option("--model", "model_type", type=MODEL_CHOICES, help="When several models share the name.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def model_delete(workspace: Workspace, name: str, model_type: str | None, yes: bool) -> None:
-    """Delete model NAME with its backups."""
+    """Move model NAME with its backups to trash/<date_time>/model/ (refused while it is training).
+
+    Nothing is erased: move the folder back to restore it, or remove it from the trash yourself to free
+    the space.
+    """
     from dfl.errors import DflError
     from dfl.models.options import canonical_model_type
     from dfl.training import checkpoint as ckpt
@@ -138,6 +147,23 @@ def model_delete(workspace: Workspace, name: str, model_type: str | None, yes: b
     if info is None:
         raise DflError(f"{workspace.model_dir}: no model named {name!r}")
     if not yes:
-        click.confirm(f"Delete {info.path}?", abort=True)
-    ckpt.delete_model(workspace.model_dir, name, mt)
-    click.echo(f"Deleted {info.path.name}")
+        click.confirm(f"Move {info.path} to the trash ({workspace.trash_dir})?", abort=True)
+    target = ckpt.delete_model(workspace.model_dir, name, mt)
+    click.echo(f"Deleted {info.path.name}: moved to {target} (move it back to restore it)")
+
+
+@model_group.command("restore")
+@workspace_option
+@click.argument("name")
+@click.option("--backup", help="Backup folder name (e.g. iter_000005000); default: the newest.")
+@click.option("--model", "model_type", type=MODEL_CHOICES, help="When several models share the name.")
+def model_restore(workspace: Workspace, name: str, backup: str | None, model_type: str | None) -> None:
+    """Put a backup of model NAME back in place (the files it replaces go to the trash)."""
+    from dfl.models.options import canonical_model_type
+    from dfl.training import checkpoint as ckpt
+
+    mt = canonical_model_type(model_type) if model_type else None
+    path, used, aside = ckpt.restore_backup(workspace.model_dir, name, mt, backup)
+    state = ckpt.read_json(path, ckpt.STATE) or {}
+    click.echo(f"Restored {path.name} from {used.name} (iteration {state.get('iteration', 0)})"
+               + (f"; the replaced files are in {aside}" if aside else ""))

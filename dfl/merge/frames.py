@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dfl import __version__
-from dfl.atomic import atomic_write_bytes, atomic_write_text
+from dfl.atomic import atomic_write_bytes
 from dfl.device import available_cores
 from dfl.errors import DflError
 from dfl.faces.align import FaceType, transform_matrix, transform_points
@@ -136,15 +136,25 @@ def write_outputs(out_path: Path, mask_path: Path, image: np.ndarray, mask: np.n
         image = label.draw_visible_label(np.ascontiguousarray(image).copy())
     text = label.png_text_chunks({SETTINGS_KEY: digest}) if synthetic else {"Software": "dfl", SETTINGS_KEY: digest}
     mask8 = mask if mask.dtype == np.uint8 else (np.clip(mask, 0, 1) * 255).astype(np.uint8)
-    atomic_write_bytes(mask_path, png.encode_png(mask8, {"Software": "dfl", SETTINGS_KEY: digest}))
-    atomic_write_bytes(out_path, png.encode_png(image, text))   # last: its digest marks the frame done
+    _write(mask_path, png.encode_png(mask8, {"Software": "dfl", SETTINGS_KEY: digest}))
+    _write(out_path, png.encode_png(image, text))   # last: its digest marks the frame done
+
+
+def _write(path: Path, data: bytes) -> None:
+    """An atomic write whose failure (a full disk) is one line: the temp file is gone, and a frame is
+    either complete or absent, so a rerun merges exactly what is missing."""
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise DflError(f"{path}: cannot write ({exc.strerror or exc}); every frame written so far is complete, "
+                       "a rerun of the merge continues from there") from None
 
 
 def save_config(out_dir: Path, cfg: MergeConfig, model: Mapping[str, object]) -> Path:
     """``merge_config.json``: the settings (loadable with ``--config``) and the model used."""
     data = {"dfl_version": __version__, "model": dict(model), **cfg.to_dict()}
     path = Path(out_dir) / CONFIG_NAME
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    _write(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
     return path
 
 
@@ -253,39 +263,41 @@ def _merge_todo(todo: list[FrameInfo], summary: MergeSummary, out_dir: Path, mas
         return frames, jobs
 
     chunks = [todo[b:b + batch_frames] for b in range(0, len(todo), batch_frames)]
-    # a reader keeps the next chunk decoded while the model predicts this one and the workers write
-    with ThreadPoolExecutor(max_workers=workers) as pool, ThreadPoolExecutor(max_workers=1) as reader:
-        pending: deque[Future] = deque()
+    try:
+        # a reader keeps the next chunk decoded while the model predicts this one and the workers write
+        with ThreadPoolExecutor(max_workers=workers) as pool, ThreadPoolExecutor(max_workers=1) as reader:
+            pending: deque[Future] = deque()
 
-        def drain(limit: int) -> None:
-            while len(pending) > limit:
-                merged = pending.popleft().result()
-                summary.merged += merged
-                summary.copied += 1 - merged
-                bar.update(1)
+            def drain(limit: int) -> None:
+                while len(pending) > limit:
+                    merged = pending.popleft().result()
+                    summary.merged += merged
+                    summary.copied += 1 - merged
+                    bar.update(1)
 
-        nxt = reader.submit(load, chunks[0]) if chunks else None
-        for c, chunk in enumerate(chunks):
-            frames, all_jobs = nxt.result()  # type: ignore[union-attr]
-            nxt = reader.submit(load, chunks[c + 1]) if c + 1 < len(chunks) else None
-            by_morph: dict[float | None, list[tuple[int, int]]] = {}
-            for fi, jobs in enumerate(all_jobs):
-                for k in range(len(jobs)):
-                    by_morph.setdefault(cfgs[chunk[fi].path.stem].morph_value, []).append((fi, k))
-            preds: list[list] = [[None] * len(j) for j in all_jobs]
-            for morph, where in by_morph.items():
-                batch = np.stack([all_jobs[fi][k].dst_face for fi, k in where])
-                p = predictor(batch, morph_value=morph)
-                for n, (fi, k) in enumerate(where):
-                    preds[fi][k] = (p[0][n], p[1][n], p[2][n])
-            for fi, info in enumerate(chunk):
-                fp = preds[fi]
-                stacked = (np.stack([x[0] for x in fp]), np.stack([x[1] for x in fp]),
-                           np.stack([x[2] for x in fp])) if fp else None
-                pending.append(pool.submit(finish, info, frames[fi], all_jobs[fi], stacked))
-            drain(2 * workers + batch_frames)
-        drain(0)
-    bar.close()
+            nxt = reader.submit(load, chunks[0]) if chunks else None
+            for c, chunk in enumerate(chunks):
+                frames, all_jobs = nxt.result()  # type: ignore[union-attr]
+                nxt = reader.submit(load, chunks[c + 1]) if c + 1 < len(chunks) else None
+                by_morph: dict[float | None, list[tuple[int, int]]] = {}
+                for fi, jobs in enumerate(all_jobs):
+                    for k in range(len(jobs)):
+                        by_morph.setdefault(cfgs[chunk[fi].path.stem].morph_value, []).append((fi, k))
+                preds: list[list] = [[None] * len(j) for j in all_jobs]
+                for morph, where in by_morph.items():
+                    batch = np.stack([all_jobs[fi][k].dst_face for fi, k in where])
+                    p = predictor(batch, morph_value=morph)
+                    for n, (fi, k) in enumerate(where):
+                        preds[fi][k] = (p[0][n], p[1][n], p[2][n])
+                for fi, info in enumerate(chunk):
+                    fp = preds[fi]
+                    stacked = (np.stack([x[0] for x in fp]), np.stack([x[1] for x in fp]),
+                               np.stack([x[2] for x in fp])) if fp else None
+                    pending.append(pool.submit(finish, info, frames[fi], all_jobs[fi], stacked))
+                drain(2 * workers + batch_frames)
+            drain(0)
+    finally:
+        bar.close()   # a failure's one line then starts on a line of its own
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -320,7 +332,7 @@ def load_predictor(model_path: Path, device: str = "auto") -> tuple[Predictor, d
     dev = pick_device(device)
     if dev.type == "cpu":
         use_all_cores()
-    model, _options, state = load_model(Path(model_path), dev)
+    model, _options, state = load_model(Path(model_path), dev, notify=tqdm.write)
     return ModelPredictor(model, dev), model_identity(Path(model_path), state), dev.type, \
         str(getattr(model, "model_type", ""))
 

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from dfl.atomic import atomic_write_text
+from dfl.errors import DflError
 from dfl.merge.config import MergeConfig
 
 SESSION_NAME = "merger_session.json"
@@ -201,7 +202,10 @@ class MergeSession:
                                                 for s, c in zip(self.stems, self.configs)}}
 
     def save(self, path: Path) -> None:
-        atomic_write_text(path, json.dumps(self.to_json(), indent=1) + "\n")
+        try:
+            atomic_write_text(path, json.dumps(self.to_json(), indent=1) + "\n")
+        except OSError as exc:
+            raise DflError(f"{path}: cannot save the per-frame settings ({exc.strerror or exc})") from None
 
     @classmethod
     def load_or_new(cls, path: Path | None, stems: Sequence[str], default: MergeConfig) -> "MergeSession":
@@ -215,9 +219,21 @@ class MergeSession:
                     s = cls(list(stems), default, configs, index=min(int(data.get("index", 0)), max(0, len(stems) - 1)))
                     s.message = f"using the saved session {Path(path).name}"
                     return s
-            except Exception:  # noqa: BLE001 - an unreadable or old session is replaced, not fatal
+            except Exception:  # noqa: BLE001 - an unreadable or old session is not fatal
                 pass
+            kept = set_aside_session(Path(path))
+            s = cls(list(stems), default)
+            s.message = f"the saved session is for other frames: kept as {kept.name}, starting afresh"
+            return s
         return cls(list(stems), default)
+
+
+def set_aside_session(path: Path) -> Path:
+    """Rename a saved session that will not be used to ``<name>.bak`` (replacing an older one) instead
+    of writing over the user's per-frame settings."""
+    kept = Path(path).with_name(Path(path).name + ".bak")
+    os.replace(path, kept)
+    return kept
 
 
 # -- drawing ---------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ As in DFL, only the encoder and the decoder are optimised; the inters keep their
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -144,3 +145,19 @@ class AMPModel(SwapModel):
         src_dst_code = self._morph_code(self.inter_src(code), idst, mv)
         x, m = self.decoder(src_dst_code)
         return x, m, self.decoder.forward_mask(idst)   # the dst face itself is never used here
+
+
+def options_from_shapes(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, Any], dict[str, str]]:
+    """What AMP weights' tensor shapes say about the options that built them (see
+    :func:`dfl.models.saehd.options_from_shapes`); ``face_type`` and ``morph_factor`` leave no trace."""
+    first, dense1 = shapes.get("encoder.down1.conv1.weight"), shapes.get("encoder.dense1.weight")
+    inter = shapes.get("inter_src.dense2.weight")
+    up0, upm0 = shapes.get("decoder.upscale0.conv1.weight"), shapes.get("decoder.upscalem0.conv1.weight")
+    if first is None or dense1 is None or inter is None or up0 is None or upm0 is None:
+        raise DflError("these weights are not an AMP model's (encoder, inter or decoder tensors missing)")
+    e_dims, ae_dims = first[0], dense1[0]
+    inter_res = max(1, math.isqrt(dense1[1] // (e_dims * 8)))
+    known = {"resolution": inter_res * 32, "ae_dims": ae_dims, "e_dims": e_dims,
+             "inter_dims": inter[0] // (inter_res * inter_res), "d_dims": up0[0] // 32, "d_mask_dims": upm0[0] // 32}
+    unknown = {"face_type": "f, wf or head", "morph_factor": "0.1 .. 0.5"}
+    return known, unknown

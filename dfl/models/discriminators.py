@@ -98,3 +98,25 @@ class UNetPatchDiscriminator(nn.Module):
                 x = x[..., : enc.shape[-2], : enc.shape[-1]]
             x = torch.cat((enc, x), 1)
         return center_out, self.out_conv(x)
+
+
+def gan_options_from_shapes(shapes: dict[str, tuple[int, ...]], resolution: int) -> dict[str, int]:
+    """``gan_dims`` and a ``gan_patch_size`` that rebuild the saved ``GAN.*`` tensors ({} without a GAN).
+
+    Many patch sizes give the same network; the model's default (resolution / 8) is tried first.
+    """
+    saved = {k[len("GAN."):]: tuple(v) for k, v in shapes.items() if k.startswith("GAN.")}
+    if "in_conv.weight" not in saved:
+        return {}
+    dims = int(saved["in_conv.weight"][0])
+    seen: set[tuple] = set()
+    for patch in [max(3, resolution // 8), *range(3, 641)]:
+        layers = tuple(find_patch_archi(patch))
+        if layers in seen:
+            continue
+        seen.add(layers)
+        with torch.device("meta"):
+            net = UNetPatchDiscriminator(patch, 3, dims)
+        if {k: tuple(v.shape) for k, v in net.state_dict().items()} == saved:
+            return {"gan_dims": dims, "gan_patch_size": patch}
+    return {"gan_dims": dims}

@@ -247,6 +247,26 @@ def _coerce(spec: OptionSpec, value: Any) -> Any:
     return value
 
 
+def check_given(model_type: str, given: dict[str, Any]) -> None:
+    """Refuse a value the user gave (config file, prompt) that is outside its option's range, as
+    ``dfl merge`` refuses its settings: silently clamping a typo (``resolution: 99999``) built a model
+    nobody asked for.  Unknown names and bad types are reported by :func:`validate_options`."""
+    specs = {s.name: s for s in MODEL_OPTIONS[canonical_model_type(model_type)]}
+    for name, value in given.items():
+        spec = specs.get(name)
+        if spec is None or value is None or (isinstance(value, str) and value == "" and spec.type != "str"):
+            continue
+        check_range(spec, _coerce(spec, value))
+
+
+def check_range(spec: OptionSpec, value: Any) -> Any:
+    """``value`` when it is inside ``spec``'s range, else a DflError naming the option and the range."""
+    if spec.type in ("int", "float") and value is not None and (
+            (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max)):
+        raise DflError(f"option {spec.name}: {value!r} is outside {spec.describe_range()}")
+    return value
+
+
 def _clip(spec: OptionSpec, value: Any) -> Any:
     if spec.type in ("int", "float") and value is not None:
         if spec.min is not None:
@@ -260,7 +280,8 @@ def validate_options(model_type: str, options: dict) -> dict:
     """Complete, coerce and clamp ``options`` the way DFL's prompts would.
 
     Unknown names and impossible values raise DflError; numbers outside a range are clipped as DFL
-    clips them; resolution rounds down to a multiple of 16 (32 for ``-d`` archis and AMP); the dims
+    clips them (values a user gives are refused before this by :func:`check_given`; the clipping keeps
+    older saved options loadable); resolution rounds down to a multiple of 16 (32 for ``-d`` archis and AMP); the dims
     become even; unset ``d_mask_dims`` and ``gan_patch_size`` take DFL's derived defaults.
     """
     model_type = canonical_model_type(model_type)
@@ -314,6 +335,7 @@ def check_changes(model_type: str, saved: dict, requested: dict) -> dict:
     """
     model_type = canonical_model_type(model_type)
     specs = {s.name: s for s in MODEL_OPTIONS[model_type]}
+    check_given(model_type, {k: v for k, v in requested.items() if k in specs})
     merged = dict(saved)
     for name, value in requested.items():
         spec = specs.get(name)

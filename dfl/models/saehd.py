@@ -12,6 +12,7 @@ decoder reads the two inter codes concatenated on channels (src: AB+AB, dst: B+A
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -270,3 +271,30 @@ class SAEHDModel(SwapModel):
             src_dst, src_dstm = self.decoder(torch.cat((ab, ab), 1))
             dst_dstm = self.decoder.forward_mask(torch.cat((b, ab), 1))
         return src_dst, src_dstm, dst_dstm
+
+
+def options_from_shapes(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, Any], dict[str, str]]:
+    """What SAEHD weights' tensor shapes say about the options that built them.
+
+    Returns (the options the shapes determine, the fixed options they cannot tell -> what to give).
+    ``archi``'s ``-u`` (a pixel norm, no weights) and ``face_type`` leave no trace in the weights.
+    """
+    liae = "inter_AB.dense1.weight" in shapes
+    inter, dec = ("inter_AB", "decoder") if liae else ("inter", "decoder_src")
+    t = "encoder.down5.conv1.weight" in shapes
+    d = f"{dec}.out_conv1.weight" in shapes
+    first = shapes.get("encoder.down1.conv1.weight" if t else "encoder.down1.downs.0.conv1.weight")
+    dense1 = shapes.get(f"{inter}.dense1.weight")
+    up0, upm0 = shapes.get(f"{dec}.upscale0.conv1.weight"), shapes.get(f"{dec}.upscalem0.conv1.weight")
+    if first is None or dense1 is None or up0 is None or upm0 is None:
+        raise DflError("these weights are not an SAEHD model's (encoder, inter or decoder tensors missing)")
+    e_dims, ae_dims = first[0], dense1[0]
+    enc_res = math.isqrt(dense1[1] // (e_dims * 8))
+    flags = ("d" if d else "") + ("t" if t else "")
+    base = ("liae" if liae else "df") + (f"-{flags}" if flags else "")
+    with_u = ("liae" if liae else "df") + f"-u{flags}"
+    known = {"resolution": enc_res * (32 if t else 16), "ae_dims": ae_dims, "e_dims": e_dims,
+             "d_dims": up0[0] // 32, "d_mask_dims": upm0[0] // 32}
+    unknown = {"archi": f"{base} or {with_u} (-u leaves no trace in the weights)",
+               "face_type": "h, mf, f, wf or head"}
+    return known, unknown

@@ -42,7 +42,7 @@ def _click_ask(question: str, default: str) -> str:
 
 def ask_one(spec: Any, default: Any, ask: Asker) -> Any:
     """Ask one option until the answer is valid; ``?`` shows the help; empty keeps the default."""
-    from dfl.models.options import _clip, _coerce
+    from dfl.models.options import _coerce, check_range
 
     rng = spec.describe_range()
     extra = " ".join(x for x in (rng, "?:help" if spec.help else "") if x)
@@ -56,7 +56,7 @@ def ask_one(spec: Any, default: Any, ask: Asker) -> Any:
         if raw == "" or raw == shown:
             return default
         try:
-            return _clip(spec, _coerce(spec, raw))
+            return check_range(spec, _coerce(spec, raw))
         except DflError as exc:
             click.echo(f"  {exc}")
 
@@ -64,10 +64,12 @@ def ask_one(spec: Any, default: Any, ask: Asker) -> Any:
 def new_model_options(model_type: str, given: dict[str, Any], interactive: bool,
                       ask: Asker | None = None) -> dict[str, Any]:
     """Options of a new model: ``given`` (config) first, then asked (or defaults), then validated."""
-    from dfl.models.options import MODEL_OPTIONS, QUICK96_FIXED, canonical_model_type, option_applies, validate_options
+    from dfl.models.options import (MODEL_OPTIONS, QUICK96_FIXED, canonical_model_type, check_given, option_applies,
+                                    validate_options)
 
     model_type = canonical_model_type(model_type)
     given = {k: v for k, v in given.items() if k != "model_type"}
+    check_given(model_type, given)
     specs = MODEL_OPTIONS[model_type]
     known = {s.name for s in specs} | (set(QUICK96_FIXED) if model_type == "Quick96" else set())
     unknown = sorted(set(given) - known)

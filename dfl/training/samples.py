@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -109,16 +109,32 @@ def prepare_face(path: Path, resolution: int, face_type: Any) -> tuple[np.ndarra
     return np.ascontiguousarray(img), np.ascontiguousarray(masks.reshape(resolution, resolution, 2)), yaw
 
 
+# what one bad file raises: our own one-line errors, numpy/OpenCV on odd pixel data, FaceType on an unknown name
+FACE_ERRORS = (DflError, ValueError, cv2.error)
+
+
 class _PrepareDataset(Dataset):
+    """Faces prepared in worker processes; a face that cannot be used comes back as its reason (a
+    string) instead of raising, so one bad file never takes the loader down."""
+
     def __init__(self, paths: list[Path], resolution: int, face_type: Any) -> None:
         self.paths, self.resolution, self.face_type = paths, resolution, face_type
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor, torch.Tensor, float]:
-        img, masks, yaw = prepare_face(self.paths[i], self.resolution, self.face_type)
+    def __getitem__(self, i: int) -> tuple[int, Any, Any, Any]:
+        try:
+            img, masks, yaw = prepare_face(self.paths[i], self.resolution, self.face_type)
+        except FACE_ERRORS as exc:
+            return i, None, None, _reason(self.paths[i], exc)
         return i, torch.from_numpy(img), torch.from_numpy(masks), yaw
+
+
+def _reason(path: Path, exc: Exception) -> str:
+    """Why a face was skipped, without repeating its path."""
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return msg[len(str(path)) + 2:] if msg.startswith(f"{path}: ") else msg
 
 
 def default_workers(training_device: str = "cuda") -> int:
@@ -139,8 +155,14 @@ def load_workers() -> int:
     return max(1, min(8, (os.cpu_count() or 2) // 2))
 
 
-def load_faceset(folder: Path, opts: SampleOptions, workers: int = 0, desc: str = "faces") -> FaceSet:
-    """Read every face of ``folder`` once: cached pixels when they fit ``opts.cache_mb``, always the yaw."""
+def load_faceset(folder: Path, opts: SampleOptions, workers: int = 0, desc: str = "faces",
+                 notify: Callable[[str], None] | None = None) -> FaceSet:
+    """Read every face of ``folder`` once: cached pixels when they fit ``opts.cache_mb``, always the yaw.
+
+    Faces that cannot be used (not a faceset image, truncated, refused metadata, an unknown or too narrow
+    face type) are skipped and ``notify`` gets one line with their count and the first few; a folder
+    with no usable face at all is a DflError.
+    """
     from dfl.faceset.source import face_files
     from tqdm import tqdm
 
@@ -154,13 +176,29 @@ def load_faceset(folder: Path, opts: SampleOptions, workers: int = 0, desc: str 
     images = torch.empty((n, r, r, 3), dtype=torch.uint8) if cache else None
     masks = torch.empty((n, r, r, 2), dtype=torch.uint8) if cache else None
     yaws = np.zeros(n, np.float32)
+    bad: dict[int, str] = {}
     loader = DataLoader(_PrepareDataset(paths, r, opts.face_type), batch_size=None, shuffle=False,
                         num_workers=workers)
     for i, img, m, yaw in tqdm(loader, total=n, desc=f"Loading {desc}", unit="face", leave=False):
+        if img is None:
+            bad[i] = yaw
+            continue
         yaws[i] = yaw
         if cache:
             images[i] = img
             masks[i] = m
+    if bad:
+        first = sorted(bad)[:3]
+        listed = "; ".join(f"{paths[i].name} ({bad[i]})" for i in first) + ("; ..." if len(bad) > 3 else "")
+        if len(bad) == n:
+            raise DflError(f"{folder}: none of its {n} faces can be used: {listed}")
+        if notify is not None:
+            notify(f"{folder}: skipped {len(bad)} of {n} faces that cannot be used: {listed}")
+        keep = [i for i in range(n) if i not in bad]
+        paths, yaws = [paths[i] for i in keep], yaws[keep]
+        if cache:
+            idx = torch.as_tensor(keep)
+            images, masks = images[idx], masks[idx]
     if cache:
         images.share_memory_()
         masks.share_memory_()
@@ -179,8 +217,13 @@ def yaw_bins(yaws: np.ndarray, bins: int = YAW_BINS) -> list[np.ndarray]:
 def _get(fs: FaceSet, i: int, opts: SampleOptions) -> tuple[np.ndarray, np.ndarray]:
     if fs.images is not None:
         return fs.images[i].numpy(), fs.masks[i].numpy()
-    img, masks, _ = prepare_face(fs.paths[i], opts.resolution, opts.face_type)
-    return img, masks
+    for k in range(len(fs)):   # a face changed on disk since it loaded (no cache): the next one stands in
+        try:
+            img, masks, _ = prepare_face(fs.paths[(i + k) % len(fs)], opts.resolution, opts.face_type)
+            return img, masks
+        except FACE_ERRORS:
+            continue
+    raise DflError(f"{fs.folder}: none of its faces can be read any more")
 
 
 # -- augmentation ----------------------------------------------------------------------------------
@@ -290,12 +333,14 @@ class TrainingData:
     which is what tells whether the data pipeline starves the model.
     """
 
-    def __init__(self, src_dir: Path, dst_dir: Path, opts: SampleOptions, workers: int | None = None) -> None:
+    def __init__(self, src_dir: Path, dst_dir: Path, opts: SampleOptions, workers: int | None = None,
+                 notify: Callable[[str], None] | None = None) -> None:
         self.opts = opts
         self.workers = default_workers() if workers is None else workers
         loaders = max(self.workers, load_workers())
-        self.src = load_faceset(src_dir, opts, loaders, "src faces")
-        self.dst = load_faceset(dst_dir, opts, loaders, "dst faces") if Path(dst_dir) != Path(src_dir) else self.src
+        self.src = load_faceset(src_dir, opts, loaders, "src faces", notify)
+        self.dst = load_faceset(dst_dir, opts, loaders, "dst faces", notify) \
+            if Path(dst_dir) != Path(src_dir) else self.src
         self.stream = BatchStream(self.src, self.dst, opts)
         self._it: Iterator | None = None
         self.wait_s = 0.0

@@ -34,7 +34,11 @@ class SessionRequest:
 
 
 def choose_model(req: SessionRequest) -> tuple[str, str, bool]:
-    """(name, model_type, exists): by name, or DFL's picker when no name was given."""
+    """(name, model_type, exists): by name, or DFL's picker when no name was given.
+
+    A named model is found damaged or not (a folder holding weights is never taken for a new model);
+    the picker offers only models that load as they are.
+    """
     from dfl.models.options import canonical_model_type
 
     model_type = canonical_model_type(req.model_type) if req.model_type else None
@@ -46,16 +50,22 @@ def choose_model(req: SessionRequest) -> tuple[str, str, bool]:
             raise DflError(f"{req.model_dir}: no model named {req.name!r}; give --model to create one")
         ckpt.check_name(req.name)
         return req.name, model_type, False
-    models = [m for m in ckpt.list_models(req.model_dir) if model_type in (None, m.model_type)]
+    listed = [m for m in ckpt.list_models(req.model_dir) if model_type in (None, m.model_type)]
+    models = [m for m in listed if not m.damaged]
+    damaged = [m for m in listed if m.damaged]
     if not req.interactive:
         if models:
             return models[0].name, models[0].model_type, True
+        if damaged:
+            raise DflError(f"{req.model_dir}: no usable model; {damaged[0].describe_damage()}")
         raise DflError(f"{req.model_dir}: no saved model; give --name (and --model) to create one")
     if model_type is None:
         raise DflError("--model: which model to train (SAEHD, AMP or Quick96)")
     click.echo("Choose one of the saved models, or enter a name to create a new model.")
     for i, m in enumerate(models):
         click.echo(f"[{i}] : {m.name} ({m.model_type})" + (" - latest" if i == 0 else ""))
+    for m in damaged:
+        click.echo(f"[-] : {m.name} ({m.model_type}) damaged: {m.problem}")
     answer = click.prompt("", default="0" if models else "new", show_default=False).strip()
     if answer.isdigit() and int(answer) < len(models):
         m = models[int(answer)]
@@ -65,25 +75,61 @@ def choose_model(req: SessionRequest) -> tuple[str, str, bool]:
     return (answer, model_type, info is not None)
 
 
+@dataclass
+class Settled:
+    """What a session trains with, and whether it must be saved at once (a new or repaired model)."""
+
+    options: dict[str, Any]
+    state: dict[str, Any]
+    weights: Any = None
+    optimizer: Any = None
+    save_now: bool = False
+
+
 def settle_options(req: SessionRequest, model_type: str, path: Path, exists: bool,
-                   recover: bool = True) -> tuple[dict, dict, Any, Any]:
-    """(options, state, weights, optimizer state) to train with; asks what must be asked."""
+                   recover: bool = True) -> Settled:
+    """Options, state, weights and optimizer state to train with; asks what must be asked.
+
+    A damaged model is repaired where that is safe, each repair said in one line: lost options are
+    rebuilt (only when --model asks for it), a lost state.json is recovered, a damaged optimiser state
+    dropped.  ``recover`` (the process that owns the folder) also finishes an interrupted save and keeps
+    unreadable files aside as ``<name>.damaged``.
+    """
     cfg_type = req.config.get("model_type")
     if cfg_type and str(cfg_type).lower() != model_type.lower():
         raise DflError(f"config: model_type {cfg_type!r} does not match the model ({model_type})")
     if not exists:
         options = prompts.new_model_options(model_type, req.config, req.interactive)
-        return options, {"iteration": 0, "loss_history": {}}, None, None
+        return Settled(options, {"iteration": 0, "loss_history": {}}, save_now=True)
     if recover:
         ckpt.recover(path)
-    c = ckpt.read_checkpoint(path)
-    options = prompts.resume_options(model_type, c.options, req.config, req.change_options and req.interactive)
+    problem = ckpt.diagnose(path)
+    rebuilt = None
+    if problem is not None and problem.startswith(ckpt.OPTIONS):
+        if not req.model_type:
+            name = path.name.rpartition("_")[0]
+            raise DflError(f"{path}: damaged model: {problem}; {ckpt.repair_hint(path, name, model_type, problem)}")
+        options, how = ckpt.rebuild_options(path, model_type, req.config)
+        click.echo(f"{path / ckpt.OPTIONS}: {problem.partition(': ')[2] or 'missing'}; {how}")
+        rebuilt = (model_type, options)
+    c = ckpt.read_checkpoint(path, options=rebuilt)
+    for line in c.notices:
+        click.echo(line)
+    if recover and problem is not None:
+        for name in (ckpt.OPTIONS, ckpt.STATE):
+            if problem.startswith(name):
+                ckpt.set_aside(path, name)   # unreadable: kept beside as <name>.damaged, not overwritten
+    if rebuilt is not None:
+        options = c.options
+    else:
+        options = prompts.resume_options(model_type, c.options, req.config, req.change_options and req.interactive)
     state = dict(c.state)
     if c.options.get("pretrain") and not options.get("pretrain"):
         click.echo("pretraining turned off: the iteration counter starts again from 0 (as DFL)")
         state["iteration"] = 0
         state["loss_history"] = {}
-    return options, state, c.weights, c.optimizer
+    repaired = rebuilt is not None or bool(problem and problem.startswith(ckpt.STATE))
+    return Settled(options, state, c.weights, c.optimizer, save_now=repaired)
 
 
 def train(req: SessionRequest, settings: dict[str, Any],
@@ -92,6 +138,8 @@ def train(req: SessionRequest, settings: dict[str, Any],
 
     ``time_limit_s`` stops (and saves) once that many seconds have passed, whichever comes first
     with ``target_iter``: a budget in minutes is easier to plan than an iteration count.
+    A new model is saved only once its faces have loaded and its memory estimate fits the device; a
+    failure before that leaves no model folder behind.
     """
     from dfl.training.trainer import dist_info
 
@@ -105,20 +153,34 @@ def train(req: SessionRequest, settings: dict[str, Any],
     path = ckpt.model_path(req.model_dir, name, model_type)
     lock = ckpt.lock_model(path) if rank == 0 else contextlib.nullcontext()
     with lock:
-        options, state, weights, opt_state = settle_options(req, model_type, path, exists, recover=rank == 0)
-        src, dst = req.src_dir, req.dst_dir
-        if options.get("pretrain"):
-            src = dst = req.pretrain_dir or req.src_dir
-        ts = TrainSettings(model_path=path, model_type=model_type, src_dir=src, dst_dir=dst, **settings)
-        if rank == 0:
-            click.echo(f"{'Resuming' if exists else 'Creating'} {path.name}:\n{prompts.describe_options(options)}")
-        trainer = Trainer(ts, options, state, weights, opt_state)
-        trainer.options_changed = exists and options != ckpt.read_options(path)[1]
-        if not exists and trainer.rank == 0:
-            trainer.save()   # the options are on disk from the first second
+        try:
+            trainer = _start(req, settings, model_type, path, exists, rank)
+        except BaseException:
+            if not exists and rank == 0:
+                ckpt.remove_if_unused(path)   # nothing was saved: no empty folder left behind
+            raise
         if time_limit_s:
             return run_with_time_limit(trainer, time_limit_s), path
         return trainer.run(), path
+
+
+def _start(req: SessionRequest, settings: dict[str, Any], model_type: str, path: Path, exists: bool,
+           rank: int) -> Trainer:
+    """Settle the options, build the trainer (model, faces) and save a new or repaired model at once."""
+    st = settle_options(req, model_type, path, exists, recover=rank == 0)
+    src, dst = req.src_dir, req.dst_dir
+    if st.options.get("pretrain"):
+        src = dst = req.pretrain_dir or req.src_dir
+    ts = TrainSettings(model_path=path, model_type=model_type, src_dir=src, dst_dir=dst, **settings)
+    if rank == 0:
+        click.echo(f"{'Resuming' if exists else 'Creating'} {path.name}:\n{prompts.describe_options(st.options)}")
+    trainer = Trainer(ts, st.options, st.state, st.weights, st.optimizer)
+    if st.save_now:
+        if trainer.rank == 0:
+            trainer.save()   # the options (and a repaired state) are on disk from the first second
+    else:
+        trainer.options_changed = st.options != ckpt.read_options(path)[1]
+    return trainer
 
 
 def run_with_time_limit(trainer: Trainer, seconds: float) -> TrainResult:

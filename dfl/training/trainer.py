@@ -24,7 +24,7 @@ from dfl.errors import DflError
 from dfl.training import checkpoint as ckpt
 
 if TYPE_CHECKING:
-    from dfl.training.samples import SampleOptions
+    from dfl.training.samples import SampleOptions, TrainingData
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 HISTORY_MAX_POINTS = 20000   # loss history is halved (pairs averaged) beyond this
@@ -285,6 +285,7 @@ class Trainer:
         self.s = settings
         self.options = dict(options)
         self.options_changed = False   # set by the session when a resume changed options
+        self._preview_failed = False   # a preview write failed once (said once, not again)
         self.state = dict(state)
         self.state.setdefault("iteration", 0)
         self.state.setdefault("loss_history", {})
@@ -307,6 +308,9 @@ class Trainer:
         self.precision = resolve_precision(settings.precision, self.device)
         if settings.seed is not None:
             torch.manual_seed(settings.seed + self.rank)
+        from dfl.training.memory import check_fits
+
+        check_fits(settings.model_type, self.options, self.device, self.precision, settings.model_path)
         self.model = build_model(settings.model_type, dict(self.options))
         self.model.to(self.device)
         channels_last = settings.channels_last and self.device.type in ("cpu", "cuda")
@@ -333,6 +337,20 @@ class Trainer:
             # Quick96 crashed in the compiled code after 9 minutes
             self._echo("--compile is ignored on the CPU: there it was slower than without it (and crashed)")
         self.model.train()
+        self.data = self._load_faces()
+
+    def _load_faces(self) -> "TrainingData":
+        """Both facesets, read once; unreadable faces are skipped with a line, none at all is a DflError
+        (before a new model is ever saved)."""
+        from dfl.training.samples import TrainingData, default_workers
+
+        s = self.s
+        sopts = sample_options(self.model, self.options, seed=None if s.seed is None else s.seed + 1000 * self.rank)
+        if self.world > 1:
+            sopts.batch_size = max(1, sopts.batch_size // self.world)
+        workers = default_workers(self.device.type) if s.workers is None else s.workers
+        return TrainingData(s.src_dir, s.dst_dir, sopts, workers=workers,
+                            notify=self._echo if self.rank == 0 else None)
 
     def networks(self) -> dict[str, torch.nn.Module]:
         """Everything saved in weights.safetensors: the model's networks and the discriminators."""
@@ -343,41 +361,51 @@ class Trainer:
             from tqdm import tqdm
             tqdm.write(msg)
 
-    def save(self, backup: bool = False) -> None:
+    def save(self, backup: bool = False, preview_batch: dict[str, torch.Tensor] | None = None) -> None:
+        """Save the model (a failure is a DflError and changes nothing on disk), then refresh the
+        previews from ``preview_batch`` and make a backup when asked (their failures are only said)."""
         if self.rank != 0:
             return
         t0 = time.perf_counter()
         ckpt.save_checkpoint(self.s.model_path, self.s.model_type, self.options, self.state,
                              self.networks(), self.objective.optimizer_state())
         msg = f"saved {self.s.model_path.name} at iteration {self.state['iteration']} ({time.perf_counter() - t0:.1f} s)"
+        if preview_batch is not None:
+            self.previews(preview_batch)
         if backup and self.s.keep_backups > 0:
-            b = ckpt.make_backup(self.s.model_path, self.s.keep_backups)
+            try:
+                b = ckpt.make_backup(self.s.model_path, self.s.keep_backups)
+            except DflError as exc:
+                self._echo(str(exc))
+                b = None
             if b is not None:
                 msg += f", backup {b.name}"
         self._echo(msg)
 
     def previews(self, preview_batch: dict[str, torch.Tensor]) -> np.ndarray | None:
+        """Refresh preview.png and history.png; a file that cannot be written (a full disk) is said once
+        and costs nothing else."""
         if self.rank != 0:
             return None
         grid = preview_grid(self.objective, preview_batch)
-        write_png(self.s.model_path / "preview.png", grid)
-        png = history_png(self.state["loss_history"])
-        if png is not None:
-            ckpt.write_file_atomic(self.s.model_path / "history.png", png)
+        try:
+            write_png(self.s.model_path / "preview.png", grid)
+            png = history_png(self.state["loss_history"])
+            if png is not None:
+                ckpt.write_file_atomic(self.s.model_path / "history.png", png)
+        except OSError as exc:
+            if not self._preview_failed:
+                self._echo(f"{self.s.model_path}: preview not written ({exc.strerror or exc})")
+            self._preview_failed = True
         return grid
 
     def run(self) -> TrainResult:
         """Train until the target iteration (or Ctrl+C); saves on the way out either way."""
         from tqdm import tqdm
 
-        from dfl.training.samples import TrainingData, default_workers
-
         s = self.s
-        sopts = sample_options(self.model, self.options, seed=None if s.seed is None else s.seed + 1000 * self.rank)
-        if self.world > 1:
-            sopts.batch_size = max(1, sopts.batch_size // self.world)
-        workers = default_workers(self.device.type) if s.workers is None else s.workers
-        data = TrainingData(s.src_dir, s.dst_dir, sopts, workers=workers)
+        data = self.data
+        sopts = data.opts
         preview_batch = data.fixed_preview_batch()
         it0 = int(self.state["iteration"])
         target = int(s.target_iter or 0)
@@ -450,8 +478,7 @@ class Trainer:
             if window is not None:
                 window.close()
         if step_times or self.options_changed:
-            self.previews(preview_batch)
-            self.save(backup=final_backup)
+            self.save(backup=final_backup, preview_batch=preview_batch)
         elapsed = time.perf_counter() - t_start
         ms = 1000 * float(np.mean(step_times[-100:])) if step_times else 0.0
         result = TrainResult(int(self.state["iteration"]), history_mean(hist, 50), ms,
