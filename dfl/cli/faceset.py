@@ -115,3 +115,40 @@ def info_cmd(target: str, as_json: bool, workspace: Workspace) -> None:
         click.echo(summary, err=as_json)
     if bad:
         sys.exit(1)
+
+
+# ---- dfl faceset enhance: DFL's FaceEnhancer over a faceset (issue #16; logic in dfl/faceset/enhance.py) ----
+@faceset.command("enhance")
+@click.argument("target", metavar="src|dst|FOLDER")
+@workspace_option
+@click.option("--weights-dir", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Folder with DFL's FaceEnhancer.npy (from _internal/DeepFaceLab/facelib/ of a DFL build); "
+                   "also $DFL_WEIGHTS; default ~/.dfl/weights.")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1.")
+@click.option("--replace/--no-replace", default=None,
+              help="Put the enhanced faces in place of the originals (kept in <faceset>_original/) [ask; no without a terminal].")
+def enhance_cmd(target: str, workspace: Workspace, weights_dir: str | None, device: str, replace: bool | None) -> None:
+    """Enhance the faces' details with DFL's FaceEnhancer (DFL's "util faceset enhance").
+
+    Writes <faceset>_enhanced/ (same names, metadata kept, JPEG quality 100); a rerun continues where the
+    last stopped.  Then, if asked, the enhanced faces replace the originals, which move to <faceset>_original/.
+    """
+    from dfl.device import pick_device
+    from dfl.faces.enhancer import load_face_enhancer
+    from dfl.faces.weights import weights_dir as resolve_weights_dir
+    from dfl.faceset.enhance import enhance_faceset, enhanced_dir, replace_with_enhanced
+
+    folder = _resolve(target, workspace)
+    if not folder.is_dir():
+        raise DflError(f"{folder}: not a folder of faces")
+    enhancer = load_face_enhancer(resolve_weights_dir(weights_dir), pick_device(device))
+    summary = enhance_faceset(folder, enhancer)
+    out = enhanced_dir(folder)
+    click.echo(summary.line(out))
+    if replace is None:
+        replace = sys.stdin.isatty() and click.confirm(f"Replace the faces in {folder} with {out.name}?", default=True)
+    if replace:
+        n, keep = replace_with_enhanced(folder)
+        click.echo(f"Replaced {n} faces in {folder}; the originals are in {keep}")
+    if summary.failed:
+        sys.exit(1)

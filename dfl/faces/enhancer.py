@@ -169,6 +169,28 @@ class FaceEnhancer:
         return out.astype(np.float32)
 
 
+class LazyFaceEnhancer:
+    """A :class:`FaceEnhancer` loaded on the first :meth:`enhance` (the merger may never need it).
+
+    Thread-safe: the merger blends faces on several threads."""
+
+    def __init__(self, weights_dir: Path, device: torch.device | str = "auto") -> None:
+        import threading
+
+        self.weights_dir, self.device = Path(weights_dir), device
+        self._enhancer: FaceEnhancer | None = None
+        self._lock = threading.Lock()
+
+    def enhance(self, image: np.ndarray, is_tanh: bool = False, preserve_size: bool = True) -> np.ndarray:
+        with self._lock:
+            if self._enhancer is None:
+                from dfl.device import pick_device
+
+                dev = self.device if isinstance(self.device, torch.device) else pick_device(self.device)
+                self._enhancer = load_face_enhancer(self.weights_dir, dev)
+            return self._enhancer.enhance(image, is_tanh, preserve_size)
+
+
 def load_face_enhancer(weights_dir: Path, device: torch.device | str = "cpu") -> FaceEnhancer:
     """The enhancer from ``FaceEnhancer.npy`` in the weights folder (DflError naming file and folder)."""
     from dfl.faces.weights import FACE_ENHANCER_FILES, require_weights

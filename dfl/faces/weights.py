@@ -54,8 +54,8 @@ def require_weights(folder: Path, patterns: tuple[str, ...], what: str) -> Path:
     """Like :func:`find_weights` but a missing file is a :class:`DflError` naming the file and folder."""
     found = find_weights(folder, patterns)
     if found is None:
-        named = [p for p in patterns if "*" not in p]
-        alternatives = f" (or {' or '.join(named[1:])})" if len(named) > 1 else ""
+        others = [p for p in patterns[1:] if "*" not in p]
+        alternatives = f" (or {' or '.join(others)})" if others else ""
         raise DflError(
             f"{Path(folder) / patterns[0]}: {what} weights not found; copy the file{alternatives} into {folder} "
             f"(or point --weights-dir / ${ENV_VAR} at the folder that holds it); dfl never downloads weights"
