@@ -15,7 +15,7 @@ import torch
 from dfl.errors import DflError
 from dfl.interop.dfl_models import loss_history, map_options
 from dfl.interop.model_import import import_model, scan
-from dfl.leras import leras_name
+from dfl.leras import leras_name, read_weights
 from dfl_format import seeded_weights, write_model_data, write_weights
 from train_helpers import make_workspace
 
@@ -68,11 +68,36 @@ def write_dfl_model(folder: Path, name: str, model_type: str, dfl_options: dict,
     for net_name, net in nets.items():
         written[net_name] = seeded_weights(net, net_name, seed)
         write_weights(folder / f"{name}_{model_type}_{net_name}.npy", written[net_name])
-    write_weights(folder / f"{name}_{model_type}_src_dst_opt.npy", {"iters:0": np.int64(iteration)})
+    write_optimizers(folder, f"{name}_{model_type}", model_type, nets, opts, iteration)
     (folder / f"{name}_{model_type}_summary.txt").write_text("== Model Summary ==\n")
     rows = [[1.0 / (1 + i / 100), 1.2 / (1 + i / 100)] for i in range(iteration)]
     write_model_data(folder / f"{name}_{model_type}_data.dat", iteration, dfl_options, rows)
     return written
+
+
+def write_optimizers(folder: Path, prefix: str, model_type: str, nets: dict, opts: dict, iteration: int) -> None:
+    """DFL's optimiser files: per optimiser ``iters`` and a moment per trained variable, named as leras
+    names them (``ms_<scope>/<variable>_0:0``, ``vs_...``, RMSprop's ``acc_...``)."""
+    from dfl.interop.dfl_models import MODEL_TYPES, optimizer_variable
+    from dfl_format import leras_shape
+
+    scopes = MODEL_TYPES[model_type].scopes
+    adabelief = model_type != "Quick96" and opts.get("adabelief", True)
+    trained = {"src_dst_opt": [n for n in nets if n not in ("GAN", "code_discriminator")
+                               and not (model_type == "AMP" and n.startswith("inter"))],
+               "GAN_opt": ["GAN"], "D_code_opt": ["code_discriminator"]}
+    rs = np.random.RandomState(iteration)
+    for opt_name, names in trained.items():
+        if not all(n in nets for n in names):
+            continue
+        d = {"iters:0": np.int64(iteration)}
+        for n in names:
+            for key, t in nets[n].named_parameters():
+                shape = leras_shape(nets[n], key, tuple(t.shape))
+                for slot in (("m", "v") if adabelief else ("a",)):
+                    d[optimizer_variable(slot, scopes.get(n, n), leras_name(key))] = \
+                        rs.uniform(0, 1e-3, shape).astype(np.float32)
+        write_weights(folder / f"{prefix}_{opt_name}.npy", d)
 
 
 def _dst_workspace(root: Path, resolution: int) -> None:
@@ -102,7 +127,8 @@ def test_imported_saehd_keeps_options_iteration_weights_then_trains_and_merges(t
 
     res = dfl_run("model", "import", dfl_dir, "-w", ws)
     assert res.code == 0, res.err
-    assert "Imported me_SAEHD (SAEHD liae-ud 64 f, iteration 1234, discriminators GAN)" in res.out
+    assert ("Imported me_SAEHD (SAEHD liae-ud 64 f, iteration 1234, discriminators GAN, "
+            "optimizer state src_dst_opt, GAN_opt)") in res.out
     assert "models_opt_on_gpu" in res.out and "autobackup_hour" in res.out     # said, not silently lost
     path = ws / "model" / "me_SAEHD"
     opts = json.loads((path / "options.json").read_text())
@@ -123,6 +149,15 @@ def test_imported_saehd_keeps_options_iteration_weights_then_trains_and_merges(t
     assert torch.equal(ckpt.weights["GAN.in_conv.bias"], torch.from_numpy(written["GAN"][leras_name("in_conv.bias")]))
     model, _, _ = load_model(path)
     assert model.archi_type == "liae"
+    # AdaBelief's moments and iteration count, in the order dfl's optimiser holds the parameters
+    opt = ckpt.optimizer["src_dst_opt"]
+    assert opt["param_groups"][0]["iterations"] == 1234 and opt["param_groups"][0]["lr_dropout"] == 1.0
+    order = [f"{n}.{k}" for n in model.network_names for k, _ in model.networks[n].named_parameters()]
+    first = order.index("encoder.down1.downs.0.conv1.weight")
+    dfl_opt = read_weights(dfl_dir / "me_SAEHD_src_dst_opt.npy")
+    m = dfl_opt["ms_encoder/down1/downs_0/conv1/weight_0:0"].transpose(3, 2, 0, 1)
+    assert torch.equal(opt["state"][first]["m"], torch.from_numpy(np.ascontiguousarray(m)))
+    assert ckpt.optimizer["GAN_opt"]["param_groups"][0]["iterations"] == 1234
 
     # training continues from DFL's iteration count, with the imported GAN
     req = SessionRequest(model_dir=ws / "model", src_dir=ws / "data_src" / "aligned", dst_dir=ws / "data_dst" / "aligned",
@@ -132,6 +167,7 @@ def test_imported_saehd_keeps_options_iteration_weights_then_trains_and_merges(t
     assert result.iteration == 1236
     after = read_checkpoint(path)
     assert after.state["iteration"] == 1236 and after.state["loss_history"]["iters"][-2:] == [1235, 1236]
+    assert after.optimizer["src_dst_opt"]["param_groups"][0]["iterations"] == 1236   # DFL's state went on
     assert not torch.equal(after.weights["encoder.down1.downs.0.conv1.weight"], ckpt.weights["encoder.down1.downs.0.conv1.weight"])
 
     # and merges
@@ -153,8 +189,10 @@ def test_amp_and_quick96_import_with_their_options(tmp_path: Path) -> None:
     amp = import_model(src, dest, name="amp")
     assert amp.path.name == "amp_AMP" and amp.options["morph_factor"] == pytest.approx(0.3)
     assert (amp.options["inter_dims"], amp.options["lr_dropout"], amp.options["uniform_yaw"]) == (64, "y", True)
+    assert amp.optimizers == ["src_dst_opt"]                 # AdaBelief over encoder + decoder, as DFL's AMP
     q = import_model(src / "q_Quick96_data.dat", dest, new_name="quick")
     assert q.path.name == "quick_Quick96" and q.options["archi"] == "df-ud" and q.options["resolution"] == 96
+    assert q.optimizers == ["src_dst_opt"]                   # RMSprop accumulators
     model, _, state = load_model(q.path)
     assert state["iteration"] == 7 and model.model_type == "Quick96"
     with pytest.raises(DflError, match="already exists"):
@@ -247,3 +285,38 @@ def test_generic_xseg_folder_with_face_type(tmp_path: Path) -> None:
     assert ((masks == 0) | (masks >= 0.1)).all() and masks.max() <= 1
     with pytest.raises(DflError, match="mask model"):
         import_model(folder, tmp_path / "ws")
+
+
+def test_dfl_saved_optimizer_state_lands_in_dfls_optimizer() -> None:
+    """DFL's own AdaBelief file (saved by its saver): every moment reaches the parameter it belongs to."""
+    from dfl.interop.model_import import _optimizer_state
+    from dfl.models.saehd import SAEHDModel
+    from dfl.training.objective import Objective
+    from dfl_seed import leras_value
+
+    (m,) = scan(DATA / "dfl_saved")
+    o = m.options
+    swap = SAEHDModel({"face_type": "f", **{k: o[k] for k in ("resolution", "archi", "ae_dims", "e_dims", "d_dims",
+                                                              "d_mask_dims")}})
+    objective = Objective(swap, {"adabelief": True, "lr_dropout": "n"})
+    state, carried = _optimizer_state(m, dict(swap.networks), objective)
+    assert carried == ["src_dst_opt"]
+    opt = state["src_dst_opt"]
+    assert opt["param_groups"][0]["iterations"] == 300
+    params = [(n, k, p) for n in swap.network_names for k, p in swap.networks[n].named_parameters()]
+    assert len(opt["state"]) == len(params)
+    for i, (net, key, p) in enumerate(params):
+        for slot, prefix in (("m", "ms_"), ("v", "vs_")):
+            name = f"src_dst_opt/{prefix}{net}/{leras_name(key)}".replace(":", "_") + ":0"
+            want = np.abs(leras_value(name, _leras_shape(p), 1)) * 1e-3
+            assert np.array_equal(opt["state"][i][slot].numpy(), _to_torch(want, p)), (net, key, slot)
+
+
+def _leras_shape(p: torch.Tensor) -> tuple[int, ...]:
+    if p.dim() == 4:
+        return (p.shape[2], p.shape[3], p.shape[1], p.shape[0])
+    return tuple(p.shape[::-1])
+
+
+def _to_torch(arr: np.ndarray, p: torch.Tensor) -> np.ndarray:
+    return arr.transpose(3, 2, 0, 1) if p.dim() == 4 else (arr.T if p.dim() == 2 else arr)

@@ -4,8 +4,9 @@ One function per model type, kept apart so each can move into its model's regist
 A DFL model ``<name>_<Type>`` saves ``<name>_<Type>_<network>.npy`` per network (dfl's networks carry
 DFL's network names, so the file stem is the dfl network name and the leras variable names follow
 :func:`dfl.leras.leras_name`), the discriminators ``GAN.npy`` / ``code_discriminator.npy`` when
-training used them, optimiser states (``*_opt.npy``), and ``<name>_<Type>_data.dat``: ``iter``,
-``options``, ``loss_history`` (one ``[src_loss, dst_loss]`` row per iteration) and a preview sample.
+training used them, optimiser states (``<name>_<Type>_<optimiser>.npy``: ``iters`` and one moment per
+trained variable, named after the variable's full TensorFlow name), and ``<name>_<Type>_data.dat``:
+``iter``, ``options``, ``loss_history`` (one ``[src_loss, dst_loss]`` row per iteration) and a preview sample.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class DflModelType:
 
     name: str                                        # "SAEHD", as in DFL's file names and in dfl
     networks: Callable[[dict[str, Any]], list[str]]  # network file stems for the (dfl) options
-    discriminators: tuple[str, ...]                  # optional networks dfl builds from the options
+    scopes: dict[str, str]                           # dfl network -> DFL's TF scope, where they differ
 
 
 def plain(value: Any) -> Any:
@@ -57,10 +58,19 @@ def amp_networks(options: dict[str, Any]) -> list[str]:
 
 
 MODEL_TYPES: dict[str, DflModelType] = {
-    "SAEHD": DflModelType("SAEHD", saehd_networks, ("GAN", "code_discriminator")),
-    "AMP": DflModelType("AMP", amp_networks, ("GAN",)),
-    "Quick96": DflModelType("Quick96", saehd_networks, ()),   # DFL's Quick96 is SAEHD df-ud at fixed dims
+    # SAEHD's GAN is saved as GAN.npy but built as "D_src"; its code discriminator as "dis"
+    "SAEHD": DflModelType("SAEHD", saehd_networks, {"GAN": "D_src", "code_discriminator": "dis"}),
+    "AMP": DflModelType("AMP", amp_networks, {}),
+    "Quick96": DflModelType("Quick96", saehd_networks, {}),   # DFL's Quick96 is SAEHD df-ud at fixed dims
 }
+# dfl optimiser state key -> the prefix DFL's optimiser gives its variable per trained variable
+OPTIMIZER_SLOTS = {"m": "ms_", "v": "vs_", "a": "acc_"}   # AdaBelief m, v; RMSprop accumulator
+
+
+def optimizer_variable(slot: str, scope: str, leras: str) -> str:
+    """DFL's name for an optimiser slot of variable ``<scope>/<leras>`` (``leras`` ends in ``:0``):
+    leras' optimisers make ``ms_`` + the variable's name with ``:`` turned into ``_``."""
+    return f"{OPTIMIZER_SLOTS[slot]}{scope}/{leras}".replace(":", "_") + ":0"
 
 
 def map_options(model_type: str, dfl_options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:

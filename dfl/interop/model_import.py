@@ -4,8 +4,8 @@ DFL keeps every model of a workspace flat in ``workspace/model/``: ``<name>_<Typ
 options, loss history) beside one ``<name>_<Type>_<network>.npy`` per network.  :func:`scan` lists what a
 folder holds (also XSeg models and the generic XSeg weights); :func:`import_model` reads one model with
 the restricted unpickler, maps its options onto dfl's names, loads every network (each variable checked
-against dfl's network) and writes a dfl model through the model store's save, with DFL's iteration count
-and loss history, so ``dfl train`` continues from there and ``dfl merge`` uses it.
+against dfl's network) and the optimisers' moments, and writes a dfl model through the model store's save,
+with DFL's iteration count and loss history, so ``dfl train`` continues from there and ``dfl merge`` uses it.
 
 Nothing is half-imported: the model is saved into a hidden staging folder beside the target and renamed
 into place only when complete; a file that is not what it claims (or that would run code when unpickled)
@@ -19,6 +19,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from dfl.errors import DflError
 from dfl.interop.dfl_models import MODEL_TYPES, loss_history, map_options, plain
@@ -136,6 +138,7 @@ class ImportResult:
     options: dict[str, Any]
     dropped: dict[str, str]           # DFL options not carried over, with why
     discriminators: list[str]         # discriminators whose DFL weights were carried over
+    optimizers: list[str]             # optimisers whose DFL state was carried over
 
 
 def pick(models: list[DflModel], name: str | None, where: Path) -> DflModel:
@@ -179,27 +182,87 @@ def _dfl_options(model: DflModel) -> tuple[dict[str, Any], dict[str, str]]:
         raise DflError(f"{model.dat}: {exc}") from None
 
 
-def _networks(model: DflModel, options: dict[str, Any]) -> tuple[Any, dict[str, Any], list[str]]:
-    """(dfl model with DFL's weights, every network to save incl. discriminators, discriminators carried)."""
+def _networks(model: DflModel, options: dict[str, Any]) -> tuple[dict[str, Any], Any, list[str]]:
+    """(every network to save with DFL's weights, the training objective owning the discriminators and
+    optimisers, discriminators carried).  A discriminator without a file starts fresh, as in DFL."""
     from dfl.leras import load_leras
     from dfl.models import build_model
-    from dfl.training.objective import build_discriminators
+    from dfl.training.objective import Objective
 
     swap = build_model(model.model_type, options)
+    objective = Objective(swap, options)
     for name, net in swap.networks.items():
         path = model.file(name)
         if not path.is_file():
             raise DflError(f"{path}: missing; the DFL model folder is incomplete (copy every "
                            f"{model.prefix}_*.npy file)")
         load_leras(net, path)
-    networks: dict[str, Any] = dict(swap.networks)
     carried = []
-    for name, disc in build_discriminators(swap, options).items():
-        if model.file(name).is_file():     # DFL initialises a discriminator afresh when its file is missing
+    for name, disc in objective.discriminators.items():
+        if model.file(name).is_file():
             load_leras(disc, model.file(name))
             carried.append(name)
-        networks[name] = disc
-    return swap, networks, carried
+    return {**swap.networks, **objective.discriminators}, objective, carried
+
+
+def _dfl_slots(path: Path, saved: dict[str, Any], opt: Any, networks: dict[str, Any],
+               scopes: dict[str, str]) -> list[tuple[Any, str, Any]] | None:
+    """(parameter, slot, value) for every state slot of ``opt`` from DFL's optimiser file; None when the
+    file lacks one (it was made for another optimiser or other networks)."""
+    import torch
+
+    from dfl.interop.dfl_models import optimizer_variable
+    from dfl.leras import leras_name, to_torch_layout
+
+    where = {id(p): (net_name, key, net) for net_name, net in networks.items() for key, p in net.named_parameters()}
+    slots = [k for k in ("m", "v", "a") if k in getattr(opt, "_state_keys", ())]
+    found = []
+    for group in opt.param_groups:
+        for p in group["params"]:
+            net_name, key, net = where[id(p)]
+            module_path, _, param = key.rpartition(".")
+            owner = net.get_submodule(module_path) if module_path else net
+            for slot in slots:
+                name = optimizer_variable(slot, scopes.get(net_name, net_name), leras_name(key))
+                if name not in saved:
+                    return None
+                try:
+                    arr = to_torch_layout(np.asarray(saved[name]), owner, param, p.shape)
+                except ValueError as exc:
+                    raise DflError(f"{path}: {name}: {exc}") from None
+                found.append((p, slot, torch.from_numpy(np.ascontiguousarray(arr, np.float32))))
+    return found
+
+
+def _optimizer_state(model: DflModel, networks: dict[str, Any], objective: Any) -> tuple[dict[str, Any], list[str]]:
+    """dfl's optimiser state from DFL's ``<prefix>_<optimiser>.npy`` files (moments and iteration count),
+    and the optimisers carried.  One whose file is missing or made for another optimiser starts afresh,
+    as DFL starts it then."""
+    import torch
+
+    from dfl.leras import read_weights
+
+    carried = []
+    for opt_name, opt in objective.optimizers.items():
+        path = model.file(opt_name)
+        if not path.is_file():
+            continue
+        saved = read_weights(path)
+        found = _dfl_slots(path, saved, opt, networks, MODEL_TYPES[model.model_type].scopes)
+        if found is None:
+            continue
+        with torch.no_grad():
+            for p, slot, value in found:
+                state = opt.state[p]
+                if slot in state:
+                    state[slot].copy_(value)      # the optimiser's flat buffers hold the state
+                else:
+                    state[slot] = value.to(p.device)
+        iters = int(np.asarray(saved.get("iters:0", 0)))
+        for group in opt.param_groups:
+            group["iterations"] = iters
+        carried.append(opt_name)
+    return objective.optimizer_state(), carried
 
 
 def import_model(source: Path, model_dir: Path, name: str | None = None, new_name: str | None = None) -> ImportResult:
@@ -215,7 +278,8 @@ def import_model(source: Path, model_dir: Path, name: str | None = None, new_nam
     if target.exists():
         raise DflError(f"{target}: a model with that name already exists; choose another with --as")
     options, dropped = _dfl_options(model)
-    _, networks, carried = _networks(model, options)
+    networks, objective, carried = _networks(model, options)
+    opt_state, opts_carried = _optimizer_state(model, networks, objective)
     try:
         history = loss_history(model.loss_rows, HISTORY_MAX_POINTS)
     except ValueError as exc:
@@ -226,10 +290,10 @@ def import_model(source: Path, model_dir: Path, name: str | None = None, new_nam
     staging = Path(model_dir) / f".import-{target.name}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        save_checkpoint(staging, model.model_type, options, state, networks, None)
+        save_checkpoint(staging, model.model_type, options, state, networks, opt_state)
         os.rename(staging, target)     # fails rather than overwrite a model made meanwhile
     except OSError as exc:
         raise DflError(f"{target}: cannot create the imported model ({exc.strerror or exc})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return ImportResult(target, model, options, dropped, carried)
+    return ImportResult(target, model, options, dropped, carried, opts_carried)

@@ -130,6 +130,21 @@ def run_saehd(case: str, archi: str, work: Path, out: Path) -> None:
         for f in folder.iterdir():
             shutil.copy(f, saved / f.name)
         write_model_data(m, saved / f"{case}_SAEHD_data.dat", dims)
+        save_optimizer(m, saved / f"{case}_SAEHD_src_dst_opt.npy")
+
+
+def save_optimizer(m, path: Path) -> None:
+    """SAEHD's training optimiser (AdaBelief over all four networks, as its on_initialize makes it when
+    training), moments set by the seed rule, saved by DFL's saver: its variable names are what dfl maps."""
+    from core.leras import nn
+
+    opt = nn.AdaBelief(lr=5e-5, name="src_dst_opt")
+    opt.initialize_variables(m.encoder.get_weights() + m.inter.get_weights() + m.decoder_src.get_weights()
+                             + m.decoder_dst.get_weights(), vars_on_cpu=True)
+    nn.batch_set_value([(w, np.int64(300) if w.name == "src_dst_opt/iters:0"
+                         else np.abs(leras_value(w.name, tuple(w.shape.as_list()), SEED)) * 1e-3)
+                        for w in opt.get_weights()])
+    opt.save_weights(str(path))
 
 
 def write_model_data(m, path: Path, dims: dict) -> None:
