@@ -125,7 +125,7 @@ def test_imported_saehd_keeps_options_iteration_weights_then_trains_and_merges(t
     written = write_dfl_model(dfl_dir, "me", "SAEHD", SAEHD_DFL, iteration=1234)
     ws = make_workspace(tmp_path / "ws", n=4, size=96, face_type="full_face")
 
-    res = dfl_run("model", "import", dfl_dir, "-w", ws)
+    res = dfl_run("model", "import", tmp_path / "DeepFaceLab", "-w", ws)     # the install folder will do
     assert res.code == 0, res.err
     assert ("Imported me_SAEHD (SAEHD liae-ud 64 f, iteration 1234, discriminators GAN, "
             "optimizer state src_dst_opt, GAN_opt)") in res.out

@@ -76,6 +76,9 @@ def _read_dat(model: DflModel) -> None:
 def scan(path: Path) -> list[DflModel]:
     """Every model in a DFL model folder (or the one whose ``_data.dat`` is ``path``), newest first.
 
+    ``path`` may also be DFL's workspace folder or its install folder (``model/`` or
+    ``workspace/model/`` below it is used).
+
     A model whose data file cannot be read is listed with its ``error``; a folder holding only
     ``XSeg_256.npy`` (DFL's generic XSeg) is listed as an XSeg model without data.
     """
@@ -85,7 +88,8 @@ def scan(path: Path) -> list[DflModel]:
             raise DflError(f"{path}: not a DFL model data file (expected <name>_<Model>{DATA_SUFFIX})")
         dats, folder = [path], path.parent
     elif path.is_dir():
-        folder = path
+        folder = next((f for f in (path, path / "model", path / "workspace" / "model")   # also DFL's workspace
+                       if f.is_dir() and any(f.glob(f"*{DATA_SUFFIX}"))), path)           # or install folder
         dats = sorted(folder.glob(f"*{DATA_SUFFIX}"), key=lambda p: p.stat().st_mtime, reverse=True)
     else:
         raise DflError(f"{path}: no such folder or file")
