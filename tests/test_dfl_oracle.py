@@ -189,11 +189,14 @@ def test_fan_npy_matches_dfl(tmp_path: Path) -> None:
     lm = FANLandmarker(tmp_path / "2DFAN.npy")
     frame = image_u8((180, 220, 3), meta["frame_seed"])
     rect = np.array([*want["rect"], 1.0], np.float32)
-    center, scale = box_center_scale(rect)
-    heat = lm._heatmaps([crop(frame, center, scale)])
-    assert _maxdiff(heat[:, ::5], want["heatmaps"]) <= TOL
+    seen: list[tuple[list, np.ndarray]] = []
+    run = lm._heatmaps
+    lm._heatmaps = lambda crops: seen.append((crops, run(crops))) or seen[-1][1]   # one FAN pass, watched
     pts = lm.landmarks([frame], [rect[None]])[0][0]
     assert _maxdiff(pts, want["landmarks"]) <= 1e-3       # pixels
+    (crops, heat), = seen
+    assert np.array_equal(crops[0], crop(frame, *box_center_scale(rect)))    # DFL's crop of the box
+    assert _maxdiff(heat[:, ::5], want["heatmaps"]) <= TOL
     assert np.abs(heatmap_points(heat)[0] - heatmap_points(heat)[0].mean(0)).max() > 1   # not all one point
 
 
