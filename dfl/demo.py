@@ -22,6 +22,7 @@ import numpy as np
 
 from dfl.atomic import atomic_write_text
 from dfl.errors import DflError
+from dfl.trash import move_to_trash
 from dfl.video import encode_arrays
 from dfl.workspace import Workspace
 
@@ -108,7 +109,8 @@ def make_demo_workspace(root: Path, *, seconds: float = DEMO_SECONDS, fps: int =
     """Write ``data_src.mp4`` (astronaut) and ``data_dst.mp4`` (Grace Hopper, with a tone) into ``root``.
 
     Refuses to replace existing ``data_src.*``/``data_dst.*`` videos unless ``overwrite``: they may be the
-    user's own footage.  Creates the empty folders of a DFL workspace.
+    user's own footage, so even then they are moved to ``trash/`` unless they are an earlier demo's.
+    Creates the empty folders of a DFL workspace.
     """
     ws = Workspace(root)
     ws.check_usable()
@@ -117,6 +119,8 @@ def make_demo_workspace(root: Path, *, seconds: float = DEMO_SECONDS, fps: int =
             existing = ws.video(side)
             if existing is not None:
                 raise DflError(f"{existing}: a video is already there; pass --overwrite to replace it with the demo")
+    elif not is_demo_workspace(ws.root):
+        move_to_trash(ws.input_videos(), ws.root, ws.trash_dir)
     try:
         for folder in (ws.aligned_dir("src"), ws.aligned_dir("dst"), ws.model_dir):
             folder.mkdir(parents=True, exist_ok=True)
@@ -132,6 +136,7 @@ def make_demo_workspace(root: Path, *, seconds: float = DEMO_SECONDS, fps: int =
                       size=dst_size, audio=tone, total=n, desc="Demo data_dst")
     sizes = {f"data_{side}.mp4": (ws.root / f"data_{side}.mp4").stat().st_size for side in ("src", "dst")}
     atomic_write_text(ws.root / MARKER_NAME, json.dumps({"dfl_demo": 1, "frames": n, "fps": fps, "videos": sizes}))
+    ws.mark()
     return ws
 
 

@@ -50,7 +50,8 @@ class DemoRunOptions:
 
 
 def check_target(ws: Workspace, overwrite: bool = False) -> None:
-    """Refuse a folder holding someone's own work: the run replaces the videos and clears the rest.
+    """Refuse a folder holding someone's own work: the run replaces the videos and clears the rest
+    (with ``overwrite`` it goes ahead: the user's videos go to trash/, models stay).
 
     A missing or empty folder (dot files and a README aside) and a workspace this module made are fine.
     """
@@ -62,7 +63,8 @@ def check_target(ws: Workspace, overwrite: bool = False) -> None:
     if found:
         shown = ", ".join(found[:6]) + (", ..." if len(found) > 6 else "")
         raise DflError(f"{ws.root}: holds {shown}, not the demo's; dfl demo --run replaces the videos and "
-                       "clears the workspace, so give it another --workspace (or pass --overwrite)")
+                       "clears the workspace, so give it another --workspace (or pass --overwrite: your videos "
+                       "and faces then go to trash/)")
 
 
 def _clock(seconds: float) -> str:
@@ -83,11 +85,10 @@ def step_videos(ws: Workspace, seconds: float, echo: Echo) -> None:
 
 
 def step_clear(ws: Workspace, echo: Echo) -> None:
-    """Step 1, keeping the videos."""
+    """Step 1, keeping the videos and the model a previous run trained (training continues it)."""
     from dfl.clear import clear_workspace
 
-    removed = clear_workspace(ws)
-    echo(f"clear: removed {len(removed)} item(s) from {ws.root}")
+    echo(clear_workspace(ws).line(ws.root))
 
 
 def step_extract_frames(ws: Workspace, side: str, echo: Echo) -> int:
@@ -116,7 +117,7 @@ def step_extract_faces(ws: Workspace, side: str, opts: DemoRunOptions, echo: Ech
                            output_debug=side == "dst", overwrite=True)
     aligned = ws.aligned_dir(side)  # type: ignore[arg-type]
     summary = extract_faces(ws.frames_dir(side), aligned, backends.detector, backends.landmarker,  # type: ignore[arg-type]
-                            xopts, debug_dir=ws.debug_dir(side))  # type: ignore[arg-type]
+                            xopts, debug_dir=ws.debug_dir(side), trash_dir=ws.trash_dir)  # type: ignore[arg-type]
     echo(f"{summary.line(side)} on {dev.type} -> {aligned}")
     if summary.faces == 0:
         raise DflError(f"{aligned}: no face found in data_{side}; nothing to train on")
@@ -124,7 +125,8 @@ def step_extract_faces(ws: Workspace, side: str, opts: DemoRunOptions, echo: Ech
 
 
 def step_train(ws: Workspace, opts: DemoRunOptions, echo: Echo) -> Path:
-    """Step 6: a new Quick96 named "demo", stopped by the clock or the iteration target."""
+    """Step 6: Quick96 "demo", stopped by the clock or the iteration target; a rerun continues the model
+    an earlier run trained (move ``model/demo_Quick96`` away to start over)."""
     from dfl.training.session import SessionRequest, train
 
     req = SessionRequest(model_dir=ws.model_dir, src_dir=ws.aligned_dir("src"), dst_dir=ws.aligned_dir("dst"),

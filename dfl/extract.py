@@ -32,11 +32,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dfl.atomic import atomic_write_bytes, atomic_write_text
+from dfl.atomic import atomic_write_bytes, atomic_write_text, remove_stale_temporaries
 from dfl.device import available_cores
 from dfl.errors import DflError
 from dfl.faces.align import FaceType, draw_rect_landmarks, transform_matrix, transform_points
 from dfl.faces.backends import Detector, Landmarker
+from dfl.trash import TRASH_DIR, move_to_trash
 from dfl.workspace import list_images
 
 STATE_FILE = ".dfl_extract.json"
@@ -80,6 +81,7 @@ class ExtractSummary:
     frames_without_faces: int = 0
     unreadable: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    trash: Path | None = None              # where --overwrite moved the faces it replaces
 
     @property
     def fps(self) -> float:
@@ -89,7 +91,8 @@ class ExtractSummary:
         head = f"extract-faces {side}: " if side else "extract-faces: "
         return (f"{head}{self.processed} frames ({self.already_done} already done), {self.faces} faces, "
                 f"{self.frames_without_faces} frames without faces, {len(self.unreadable)} unreadable; "
-                f"backend {self.backend}; {self.fps:.1f} frames/s")
+                f"backend {self.backend}; {self.fps:.1f} frames/s"
+                + (f"; the earlier faces were moved to {self.trash}" if self.trash else ""))
 
 
 @dataclass
@@ -358,11 +361,13 @@ def _torch_threads(opts: ExtractOptions, detector: Detector, landmarker: Landmar
 
 def extract_faces(frames_dir: Path, aligned_dir: Path, detector: Detector, landmarker: Landmarker,
                   opts: ExtractOptions | None = None, debug_dir: Path | None = None,
-                  report: Callable[[str], None] | None = None, progress: bool = True) -> ExtractSummary:
+                  report: Callable[[str], None] | None = None, progress: bool = True,
+                  trash_dir: Path | None = None) -> ExtractSummary:
     """Extract the faces of every frame in ``frames_dir`` into ``aligned_dir`` (see module docstring).
 
     ``debug_dir`` is used when ``opts.output_debug`` is set.  ``report`` receives one line per problem
-    (unreadable frames); by default it prints above the progress bar.
+    (unreadable frames); by default it prints above the progress bar.  With ``opts.overwrite`` the faces
+    already there are moved to ``trash_dir`` (default ``<frames_dir>/trash``) first, never deleted.
     """
     opts = opts or ExtractOptions()
     report = report or tqdm.write
@@ -378,14 +383,22 @@ def extract_faces(frames_dir: Path, aligned_dir: Path, detector: Detector, landm
         raise DflError(f"interpolation {opts.interpolation}: choose one of {', '.join(INTERPOLATIONS)}")
     if not 1 <= opts.jpeg_quality <= 100:
         raise DflError(f"--jpeg-quality {opts.jpeg_quality}: must be between 1 and 100")
-    aligned_dir.mkdir(parents=True, exist_ok=True)
     if opts.output_debug:
         debug_dir = debug_dir or aligned_dir.parent / f"{aligned_dir.name}_debug"
-        debug_dir.mkdir(parents=True, exist_ok=True)
     else:
         debug_dir = None
+    for folder in filter(None, (aligned_dir, debug_dir)):
+        if folder.exists() and not folder.is_dir():
+            raise DflError(f"{folder}: is a file, not a folder; move it out of the way")
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(folder)  # what a killed run's atomic writes left
 
     existing = _existing_faces(aligned_dir)
+    trashed = None
+    if opts.overwrite and existing:
+        trash_dir = trash_dir or frames_dir / TRASH_DIR
+        trashed = move_to_trash([p for files in existing.values() for p in files], trash_dir.parent, trash_dir)
+        existing = {}
     state = {} if opts.overwrite else _load_state(aligned_dir)
     done: dict[str, int] = {}
     if state:
@@ -402,7 +415,7 @@ def extract_faces(frames_dir: Path, aligned_dir: Path, detector: Detector, landm
     todo = [p for p in frames if opts.overwrite or p.stem not in done]
 
     summary = ExtractSummary(backend=f"{detector.name}+{landmarker.name}", frames=len(frames),
-                             already_done=len(frames) - len(todo))
+                             already_done=len(frames) - len(todo), trash=trashed)
     if not todo:
         return summary
 

@@ -6,11 +6,14 @@ CLI option that names a path only overrides one of these defaults.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from dfl.atomic import atomic_write_text
 from dfl.errors import DflError
 
 Side = Literal["src", "dst"]
@@ -18,6 +21,12 @@ SIDES: tuple[Side, Side] = ("src", "dst")
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 ENV_VAR = "DFL_WORKSPACE"
+MARKER = ".dfl_workspace"
+"""Written into a folder the first time a dfl step works in it; ``dfl clear`` touches no folder without it
+(or without frames, faces or models dfl made)."""
+FRAME_NAME = re.compile(r"^\d{5,}\.(png|jpg)$", re.IGNORECASE)
+"""The frames dfl (and DeepFaceLab) extract: ``00001.png``, ``00002.jpg`` ...  Only these are ever replaced,
+denoised in place or deleted; other images in a frames folder are the user's."""
 
 
 def default_workspace() -> Path:
@@ -65,6 +74,15 @@ class Workspace:
         return self.data_dst / "merged_mask"
 
     @property
+    def trash_dir(self) -> Path:
+        """Where faces, models, videos and results go instead of being deleted (see :mod:`dfl.trash`)."""
+        return self.root / "trash"
+
+    @property
+    def marker(self) -> Path:
+        return self.root / MARKER
+
+    @property
     def result(self) -> Path:
         return self.root / "result.mp4"
 
@@ -79,6 +97,11 @@ class Workspace:
         found.sort(key=lambda p: (p.suffix.lower() != ".mp4", p.name))
         return found[0] if found else None
 
+    def input_videos(self) -> list[Path]:
+        """Every ``data_src.*``/``data_dst.*`` video: the footage no dfl command ever writes over."""
+        return [p for side in SIDES for p in sorted(self.root.glob(f"data_{side}.*"))
+                if p.suffix.lower() in VIDEO_EXTENSIONS]
+
     def require_video(self, side: Side) -> Path:
         video = self.video(side)
         if video is None:
@@ -91,22 +114,11 @@ class Workspace:
         if self.root.exists() and not self.root.is_dir():
             raise DflError(f"{self.root}: workspace path is a file, not a folder")
 
-    def generated_dirs(self) -> list[Path]:
-        """Folders the steps create; ``dfl clear`` empties exactly these (and result videos)."""
-        return [
-            self.aligned_dir("src"), self.debug_dir("src"), self.aligned_dir("dst"), self.debug_dir("dst"),
-            self.merged_dir, self.merged_mask_dir, self.model_dir, self.data_src, self.data_dst,
-        ]
-
-    def looks_like_workspace(self) -> bool:
-        """True when the folder holds at least one thing a workspace has and nothing proves otherwise.
-
-        ``dfl clear`` refuses anything else, so pointing it at a home folder or a project deletes nothing.
-        """
-        if not self.root.is_dir():
-            return False
-        markers = [self.data_src, self.data_dst, self.model_dir, self.result]
-        return any(m.exists() for m in markers) or self.video("src") is not None or self.video("dst") is not None
+    def mark(self) -> None:
+        """Record that dfl works in this folder (see MARKER); a step calls it once it has written here."""
+        if self.root.is_dir() and not self.marker.exists():
+            with contextlib.suppress(OSError):  # best effort: the step itself has succeeded
+                atomic_write_text(self.marker, '{"dfl_workspace": 1}\n')
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -114,3 +126,8 @@ def list_images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+
+
+def list_frames(folder: Path) -> list[Path]:
+    """The numbered frames of ``folder`` (see FRAME_NAME), sorted: what dfl may replace or delete there."""
+    return [p for p in list_images(folder) if FRAME_NAME.match(p.name)]

@@ -5,6 +5,8 @@
                              25 fps = 75 frames each), made once per session.  READ ONLY: copy it first.
 ``demo_frames_session``      The same plus frames extracted once (png): data_src/00001.png ... and
                              data_dst/00001.png ... (75 each).  READ ONLY: copy it first.
+``demo_run_session``         ``(workspace, stdout, stderr)`` of one ``dfl demo --run`` on a tiny demo (10 frames a
+                             side, Quick96 "demo" trained to iteration 1), made once per session.  READ ONLY.
 ``demo_workspace``           A fresh copy of the demo workspace (videos only) in tmp_path, to modify.
 ``copy_workspace``           ``copy_workspace(src_ws, dest=None) -> Workspace``: copy a session workspace.
 ``dfl_run``                  ``dfl_run(*args) -> CliResult(code, out, err)``: runs the ``dfl`` CLI in-process
@@ -49,6 +51,32 @@ def demo_frames_session(demo_workspace_session: Workspace, tmp_path_factory: pyt
     for side in ("src", "dst"):
         extract_frames(ws.require_video(side), ws.frames_dir(side), desc=None)
     return ws
+
+
+# --minutes that has run out before the first iteration ends: the clock stops training after one iteration
+# (it always makes at least one), before the iteration target; the model is saved either way.
+DEMO_RUN_ARGS = ("--seconds", "0.4", "--iterations", "2", "--minutes", "0.0001", "--image-size", "128",
+                 "--workers", "0", "--seed", "0")
+
+
+@pytest.fixture(scope="session")
+def demo_run_session(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, str, str]:
+    """``dfl demo --run`` once (about 30 s on 2 cores), in-process as the console script runs it."""
+    import contextlib
+    import io
+
+    from dfl.cli import main
+
+    ws = Workspace(tmp_path_factory.mktemp("demo_run") / "ws")
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(["demo", "--run", "-w", str(ws.root), *DEMO_RUN_ARGS])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    assert code == 0, err.getvalue()[-3000:]
+    return ws, out.getvalue(), err.getvalue()
 
 
 def _copy(src: Workspace, dest: Path) -> Workspace:

@@ -1,4 +1,4 @@
-"""``dfl clear``: deletes only generated things, only inside a real workspace."""
+"""``dfl clear``: deletes only generated things, only inside a real workspace (more in test_faults_files)."""
 
 from __future__ import annotations
 
@@ -30,9 +30,13 @@ def test_clear_removes_generated_keeps_videos(demo_workspace: Workspace, dfl_run
     assert (ws.root / "notes.txt").read_text() == "mine"
     assert not ws.result.exists() and not ws.result_mask.exists() and not ws.merged_dir.exists()
     assert not (ws.data_src / "00001.png").exists() and not ws.debug_dir("dst").exists()
-    # DFL's empty layout is back, ready for the next run
+    # DFL's empty layout is back, ready for the next run; faces and results wait in the trash
     assert ws.aligned_dir("src").is_dir() and ws.aligned_dir("dst").is_dir() and ws.model_dir.is_dir()
-    assert list(ws.model_dir.iterdir()) == [] and list(ws.aligned_dir("src").iterdir()) == []
+    assert list(ws.aligned_dir("src").iterdir()) == []
+    trash = next(ws.trash_dir.iterdir())
+    assert (trash / "data_src" / "aligned" / "x.jpg").read_bytes() == b"x" and (trash / "result.mp4").is_file()
+    # a model is never removed unasked
+    assert (ws.model_dir / "me_SAEHD" / "x.jpg").read_bytes() == b"x"
 
 
 def test_clear_videos_only_when_asked(demo_workspace: Workspace, dfl_run) -> None:
@@ -75,7 +79,11 @@ def test_clear_does_not_follow_symlinks_out_of_the_workspace(demo_workspace: Wor
     (ws.data_dst / "link_to_outside").symlink_to(outside)
     assert dfl_run("clear", "--yes", "-w", ws.root).code == 0
     assert (outside / "precious.png").read_bytes() == b"keep" and (outside / "aligned").is_dir()
-    assert ws.model_dir.is_dir() and not ws.model_dir.is_symlink()
+    assert ws.model_dir.is_symlink()                       # a model folder stays unless --models
+    assert dfl_run("clear", "--yes", "--models", "-w", ws.root).code == 0
+    assert (outside / "precious.png").read_bytes() == b"keep" and (outside / "aligned").is_dir()
+    assert ws.model_dir.is_dir() and not ws.model_dir.is_symlink()  # the link went to the trash, as a link
+    assert any(p.is_symlink() for p in ws.trash_dir.rglob("model"))
 
 
 def test_clear_on_a_fresh_workspace_has_nothing_to_do(tmp_path: Path, dfl_run) -> None:

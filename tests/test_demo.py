@@ -57,10 +57,6 @@ def test_demo_script_writes_a_workspace(tmp_path: Path) -> None:
 
 
 # -- dfl demo --run: the whole workflow in one command ------------------------------------------------
-# --minutes that has run out before the first iteration ends: the clock stops training after one iteration
-# (it always makes at least one), before the iteration target; the model is saved either way.
-RUN_ARGS = ("--seconds", "0.4", "--iterations", "2", "--minutes", "0.0001", "--image-size", "128", "--workers", "0",
-            "--seed", "0")
 STEP_PREFIXES = ("demo: data_src.mp4", "demo: data_dst.mp4", "clear:", "extract-frames src:", "extract-frames dst:",
                  "extract-faces src:", "extract-faces dst:", "train:", "merge:", "video:", "demo: done")
 
@@ -82,13 +78,10 @@ def _run_cli(*args: str | Path) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, str, str]:
-    """``dfl demo --run`` once on a tiny demo (10 frames a side, 1 iteration): about 30 s on 2 cores."""
-    ws = Workspace(tmp_path_factory.mktemp("demo_run") / "ws")
-    code, out, err = _run_cli("demo", "--run", "-w", ws.root, *RUN_ARGS)
-    assert code == 0, err[-3000:]
-    return ws, out, err
+@pytest.fixture
+def demo_run(demo_run_session: tuple[Workspace, str, str]) -> tuple[Workspace, str, str]:
+    """conftest's ``dfl demo --run`` (10 frames a side, stopped by the clock at iteration 1), shared."""
+    return demo_run_session
 
 
 def test_demo_run_leaves_a_labelled_result_with_the_dst_frames_and_audio(demo_run: tuple[Workspace, str, str]) -> None:

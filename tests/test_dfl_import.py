@@ -184,9 +184,12 @@ def test_amp_and_quick96_import_with_their_options(tmp_path: Path) -> None:
     write_dfl_model(src, "amp", "AMP", AMP_DFL, iteration=50)
     write_dfl_model(src, "q", "Quick96", {"batch_size": np.int64(4)}, iteration=7)
     dest = tmp_path / "ws" / "model"
+    stale = dest / ".import-amp_AMP-999999999-abcdefgh"        # left by an import killed mid-save
+    (stale / ".saving").mkdir(parents=True)
     with pytest.raises(DflError, match="several models"):
         import_model(src, dest)
     amp = import_model(src, dest, name="amp")
+    assert not stale.exists() and sorted(p.name for p in dest.iterdir()) == ["amp_AMP"]
     assert amp.path.name == "amp_AMP" and amp.options["morph_factor"] == pytest.approx(0.3)
     assert (amp.options["inter_dims"], amp.options["lr_dropout"], amp.options["uniform_yaw"]) == (64, "y", True)
     assert amp.optimizers == ["src_dst_opt"]                 # AdaBelief over encoder + decoder, as DFL's AMP

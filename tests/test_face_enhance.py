@@ -46,7 +46,8 @@ def test_faceset_enhance_keeps_metadata_resumes_and_replaces(tmp_path: Path, wei
     assert "Replaced 1 faces" in res.out
     assert np.array_equal(read_face(face)[0], enhanced)
     assert read_meta(face.read_bytes()).payload == payload
-    assert np.array_equal(read_face(ws / "data_src" / "aligned_original" / face.name)[0], before_pixels)
+    (kept,) = (ws / "trash").glob(f"*/data_src/aligned/{face.name}")     # the original, in the trash
+    assert np.array_equal(read_face(kept)[0], before_pixels)
     assert not out.parent.exists()
 
 

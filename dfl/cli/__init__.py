@@ -2,12 +2,14 @@
 
 The commands are thin: parse options, call one function of the core, print a one-line summary.  Each
 area keeps its commands in a module of this package (``frames``, ``extract``, ``train``, ``merge``, ...),
-registered on the one group below.  A :class:`~dfl.errors.DflError` becomes one line on stderr and
-exit code 1; Ctrl+C exits with 130 after the core has saved what it must.
+registered on the one group below.  A :class:`~dfl.errors.DflError`, or an OSError the core did not
+turn into one (a full disk, a name too long, a file where a folder should be), becomes one line on
+stderr and exit code 1; Ctrl+C exits with 130 after the core has saved what it must.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
@@ -56,6 +58,21 @@ for _name in COMMAND_MODULES:
             raise
 
 
+_PLAIN_REASONS = {
+    errno.ENOSPC: "no space left on the device; free some space and run the step again (it resumes)",
+    errno.EDQUOT: "disk quota exceeded; free some space and run the step again (it resumes)",
+    errno.ENAMETOOLONG: "name too long (a file or folder name may have at most 255 bytes)",
+    errno.EEXIST: "already exists (a file where dfl needs a folder?)",
+    errno.ENOTDIR: "a file where a folder is needed",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """``<path>: <reason>`` for an OSError, in words a user can act on."""
+    reason = _PLAIN_REASONS.get(exc.errno) or exc.strerror or str(exc)
+    return f"{exc.filename}: {reason}" if exc.filename is not None else reason
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the group and turn user errors into one line."""
     try:
@@ -75,4 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except BrokenPipeError:
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"Error: {os_error_line(exc)}", err=True)
         sys.exit(1)

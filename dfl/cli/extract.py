@@ -48,8 +48,8 @@ def _ask(value, prompt: str, default, interactive: bool, **kw):
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps ...")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Frames per detector/landmarker pass.")
-@click.option("--overwrite", is_flag=True, help="Extract every frame again (default: resume, skipping frames "
-                                                 "already extracted).")
+@click.option("--overwrite", is_flag=True, help="Extract every frame again, moving the faces already there to "
+                                                 "trash/ (default: resume, skipping frames already extracted).")
 @click.option("--non-interactive", is_flag=True, help="Never ask; use the defaults for options not given.")
 def extract_faces_cmd(side, workspace, detector, landmarker, face_type, max_faces, image_size, jpeg_quality,
                       output_debug, weights_dir, device, batch_size, overwrite, non_interactive) -> None:
@@ -89,5 +89,6 @@ def extract_faces_cmd(side, workspace, detector, landmarker, face_type, max_face
     opts = ExtractOptions(face_type=ft, image_size=image_size, jpeg_quality=jpeg_quality, max_faces=max_faces,
                           output_debug=output_debug, overwrite=overwrite, batch_size=batch_size)
     summary = extract_faces(frames_dir, workspace.aligned_dir(side), backends.detector, backends.landmarker,
-                            opts, debug_dir=workspace.debug_dir(side))
+                            opts, debug_dir=workspace.debug_dir(side), trash_dir=workspace.trash_dir)
+    workspace.mark()
     click.echo(f"{summary.line(side)} on {dev.type} -> {workspace.aligned_dir(side)}")

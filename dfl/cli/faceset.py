@@ -126,12 +126,13 @@ def info_cmd(target: str, as_json: bool, workspace: Workspace) -> None:
                    "also $DFL_WEIGHTS; default ~/.dfl/weights.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1.")
 @click.option("--replace/--no-replace", default=None,
-              help="Put the enhanced faces in place of the originals (kept in <faceset>_original/) [ask; no without a terminal].")
+              help="Put the enhanced faces in place of the originals (moved to trash/) [ask; no without a terminal].")
 def enhance_cmd(target: str, workspace: Workspace, weights_dir: str | None, device: str, replace: bool | None) -> None:
     """Enhance the faces' details with DFL's FaceEnhancer (DFL's "util faceset enhance").
 
     Writes <faceset>_enhanced/ (same names, metadata kept, JPEG quality 100); a rerun continues where the
-    last stopped.  Then, if asked, the enhanced faces replace the originals, which move to <faceset>_original/.
+    last stopped.  Then, if asked, the enhanced faces replace the originals, which move to the workspace's
+    trash/<date_time>/ (or trash/ beside a folder outside the workspace).
     """
     from dfl.device import pick_device
     from dfl.faces.enhancer import load_face_enhancer
@@ -148,7 +149,10 @@ def enhance_cmd(target: str, workspace: Workspace, weights_dir: str | None, devi
     if replace is None:
         replace = sys.stdin.isatty() and click.confirm(f"Replace the faces in {folder} with {out.name}?", default=True)
     if replace:
-        n, keep = replace_with_enhanced(folder)
-        click.echo(f"Replaced {n} faces in {folder}; the originals are in {keep}")
+        root = workspace.root.resolve()
+        inside = folder.resolve().is_relative_to(root)
+        base = root if inside else folder.resolve().parent
+        n, trash = replace_with_enhanced(folder, workspace.trash_dir if inside else base / "trash", base)
+        click.echo(f"Replaced {n} faces in {folder}" + (f"; the originals are in {trash}" if trash else ""))
     if summary.failed:
         sys.exit(1)

@@ -13,7 +13,7 @@ from dfl.cli import cli
 from dfl.cli.options import side_argument, workspace_option
 from dfl.errors import DflError
 from dfl.imageops.synthetic_label import video_metadata
-from dfl.workspace import Workspace, list_images
+from dfl.workspace import Workspace, list_frames, list_images
 
 
 def _interactive() -> bool:
@@ -31,27 +31,30 @@ def _rate(fps: float) -> str:
 @cli.command("clear")
 @workspace_option
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--videos", is_flag=True, help="Also delete the data_src.* and data_dst.* videos.")
-def clear_command(workspace: Workspace, yes: bool, videos: bool) -> None:
+@click.option("--models", is_flag=True, help="Also move the models in model/ to trash/ (never deleted).")
+@click.option("--videos", is_flag=True, help="Also move the data_src.* and data_dst.* videos to trash/.")
+def clear_command(workspace: Workspace, yes: bool, models: bool, videos: bool) -> None:
     """Step 1: clear workspace.
 
-    Deletes what the steps generated: frames in data_src/ and data_dst/, their aligned/ and aligned_debug/
-    faces, merged/ and merged_mask/, model/, result.mp4 and result_mask.mp4.  The data_src.* and data_dst.*
-    videos are kept unless --videos.  Refuses a folder that does not look like a workspace.
+    Deletes what the steps generated and can generate again: the numbered frames in data_src/ and
+    data_dst/, aligned_debug/, merged/ and merged_mask/.  Moves the faces (aligned/), result.mp4 and
+    result_mask.mp4 to trash/<date_time>/; models stay unless --models, videos unless --videos (both then
+    go to trash/ too).  Other files are left alone.  Refuses a folder that is not a dfl workspace.
     """
-    targets = clearing.clear_targets(workspace, videos=videos)
-    if not targets:
-        click.echo(f"clear: {workspace.root} has nothing to clear")
+    plan = clearing.clear_targets(workspace, models=models, videos=videos)
+    if not plan:
+        kept = f" ({plan.describe(workspace.root)})" if plan.kept_models else ""
+        click.echo(f"clear: {workspace.root} has nothing to clear{kept}")
         return
     if not yes:
-        names = ", ".join(p.name + ("/" if p.is_dir() and not p.is_symlink() else "") for p in targets)
+        what = plan.describe(workspace.root)
         if not _interactive():
-            raise DflError(f"{workspace.root}: would delete {names}; pass --yes to confirm without a prompt")
-        if not click.confirm(f"Delete {names} in {workspace.root}?", default=False):
-            click.echo("clear: nothing deleted")
+            raise DflError(f"{workspace.root}: would {what}; pass --yes to confirm without a prompt")
+        if not click.confirm(f"In {workspace.root}: {what}?", default=False):
+            click.echo("clear: nothing changed")
             return
-    removed = clearing.clear_workspace(workspace, videos=videos)
-    click.echo(f"clear: removed {len(removed)} item(s) from {workspace.root}")
+    res = clearing.clear_workspace(workspace, models=models, videos=videos)
+    click.echo(res.line(workspace.root))
 
 
 @cli.command("extract-frames")
@@ -65,28 +68,35 @@ def clear_command(workspace: Workspace, yes: bool, videos: bool) -> None:
               help="Frames per second of video to extract; 0 = every frame (the video's own rate).")
 @click.option("--format", "fmt", type=click.Choice(["png", "jpg"]), default="png", show_default=True,
               help="png is lossless; jpg (best quality) is about 10x smaller and faster to write.")
-@click.option("--overwrite", is_flag=True, help="Replace frames already in the folder without asking.")
+@click.option("--overwrite", is_flag=True, help="Replace the numbered frames already in the folder without asking "
+                                                 "(other files there are never touched).")
 def extract_frames_command(side: str, workspace: Workspace, input_path: Path | None, output_dir: Path | None,
                            fps: float, fmt: str, overwrite: bool) -> None:
     """Steps 2 and 3: extract images from video data_src / data_dst.
 
     Writes numbered frames (00001.png, ...) into data_src/ or data_dst/, upright even for phone videos
-    stored sideways.  Use the full frame rate for dst: every dst frame is merged.
+    stored sideways.  Use the full frame rate for dst: every dst frame is merged.  Only numbered frames
+    are ever replaced; other images in the folder are left alone.
     """
     video = input_path if input_path is not None else workspace.require_video(side)  # type: ignore[arg-type]
     out = output_dir if output_dir is not None else workspace.frames_dir(side)  # type: ignore[arg-type]
     info = vid.probe(video)
-    existing = list_images(out) if out.is_dir() else []
+    existing = list_frames(out) if out.is_dir() else []
     if existing and not overwrite:
         if not _interactive():
             raise DflError(f"{out}: already holds {len(existing)} frames; pass --overwrite to replace them")
-        if not click.confirm(f"{out} already holds {len(existing)} frames. Delete them and extract again?",
+        if not click.confirm(f"{out} already holds {len(existing)} frames. Replace them?",
                              default=False):
             click.echo(f"extract-frames {side}: kept the existing frames")
             return
         overwrite = True
     n = vid.extract_frames(info.path, out, fps=fps, fmt=fmt, overwrite=overwrite,
                            desc=f"Extracting {info.path.name}")
+    if out.absolute() == workspace.frames_dir(side):  # type: ignore[arg-type]
+        workspace.mark()
+    short = vid.missing_frames(info, n, fps)
+    if short:
+        click.echo(f"Warning: {short}", err=True)
     click.echo(f"extract-frames {side}: {n} frames ({fmt}, {_rate(fps)}, {info.width}x{info.height}) -> {out}")
 
 
@@ -111,7 +121,7 @@ def cut_video_command(target: str, workspace: Workspace, start: str | None, end:
     """
     video = workspace.require_video(target) if target in ("src", "dst") else Path(target)  # type: ignore[arg-type]
     written = vid.cut_video(video, output, start=start, end=end, audio_track=audio_track, bitrate=bitrate,
-                            codec=codec)
+                            codec=codec, protect=workspace.input_videos())
     info = vid.probe(written)
     click.echo(f"cut-video: {Path(video).name} [{start or 'start'} .. {end or 'end'}] -> {written} "
                f"({info.duration or 0:.3f} s)")
@@ -135,6 +145,14 @@ def denoise_frames_command(side: str, workspace: Workspace, folder: Path | None,
     click.echo(f"denoise-frames {side}: {n} frames denoised (factor {factor}) in {folder}")
 
 
+def _repeated(bad: list[Path]) -> str:
+    """The summary's count of frames --repeat-bad-frames stood in for."""
+    if not bad:
+        return ""
+    names = ", ".join(p.name for p in bad[:5]) + (", ..." if len(bad) > 5 else "")
+    return f" ({len(bad)} unreadable frame(s) replaced by a neighbouring frame: {names})"
+
+
 @cli.command("video")
 @workspace_option
 @click.option("--input", "-i", "frames_dir", type=click.Path(path_type=Path), default=None,
@@ -154,13 +172,18 @@ def denoise_frames_command(side: str, workspace: Workspace, folder: Path | None,
               help="Also write result_mask.mp4 from data_dst/merged_mask/ when it holds frames.")
 @click.option("--label/--no-label", default=True, show_default=True,
               help="Tag the video as AI-modified (a container comment naming dfl and 'synthetic face').")
+@click.option("--repeat-bad-frames", is_flag=True,
+              help="Put the previous frame in place of a merged frame that cannot be read (empty, truncated, "
+                   "damaged) and count it, instead of stopping with an error.")
 def video_command(workspace: Workspace, frames_dir: Path | None, output: Path | None, reference: Path | None,
                   fps: float | None, bitrate: float, lossless: bool, codec: str, audio: bool, mask: bool,
-                  label: bool) -> None:
+                  label: bool, repeat_bad_frames: bool) -> None:
     """Step 8: merged to mp4.
 
     Encodes data_dst/merged/ into result.mp4 at the frame rate of data_dst.*, with its audio, and
-    data_dst/merged_mask/ into result_mask.mp4 when that folder holds frames.
+    data_dst/merged_mask/ into result_mask.mp4 when that folder holds frames.  A merged frame that cannot
+    be read stops it with an error naming the frame (see --repeat-bad-frames); it never writes over the
+    workspace's data_src/data_dst videos.
     """
     frames_dir = frames_dir if frames_dir is not None else workspace.merged_dir
     output = output if output is not None else workspace.result
@@ -176,17 +199,25 @@ def video_command(workspace: Workspace, frames_dir: Path | None, output: Path | 
         raise DflError(f"{workspace.root / 'data_dst.mp4'}: no data_dst video to take the frame rate from; "
                        "pass --fps")
     metadata = video_metadata() if label else None
+    protect = [*workspace.input_videos(), ref]
+    vid.refuse_to_overwrite(output, protect)
+    if mask and frames_dir == workspace.merged_dir:
+        vid.refuse_to_overwrite(workspace.result_mask, protect)
+    bad: list[Path] = []
+    on_bad = (lambda path, problem: bad.append(path)) if repeat_bad_frames else None
     n = vid.frames_to_video(frames_dir, output, fps=rate, audio_from=ref if audio else None, bitrate=bitrate,
-                            codec=codec, lossless=lossless, desc=f"Writing {output.name}", metadata=metadata)
+                            codec=codec, lossless=lossless, desc=f"Writing {output.name}", metadata=metadata,
+                            protect=protect, on_bad_frame=on_bad)
     out_info = vid.probe(output)
     expected = info.estimated_frames if ref is not None else None
     if expected is not None and abs(n - expected) > 1:
         click.echo(f"video: note: {n} merged frames but {ref.name} has about {expected}; the result is "
                    f"{'shorter' if n < expected else 'longer'} than it", err=True)
-    click.echo(f"video: {n} frames at {float(out_info.fps):g} fps{' with audio' if out_info.has_audio else ''}"
-               f"{' (lossless)' if lossless else ''} -> {output}")
+    click.echo(f"video: {n} frames{_repeated(bad)} at {float(out_info.fps):g} fps"
+               f"{' with audio' if out_info.has_audio else ''}{' (lossless)' if lossless else ''} -> {output}")
     if mask and frames_dir == workspace.merged_dir and list_images(workspace.merged_mask_dir):
+        bad.clear()
         n_mask = vid.frames_to_video(workspace.merged_mask_dir, workspace.result_mask, fps=rate, bitrate=bitrate,
                                      codec=codec, lossless=lossless, desc=f"Writing {workspace.result_mask.name}",
-                                     metadata=metadata)
-        click.echo(f"video: {n_mask} mask frames -> {workspace.result_mask}")
+                                     metadata=metadata, protect=protect, on_bad_frame=on_bad)
+        click.echo(f"video: {n_mask} mask frames{_repeated(bad)} -> {workspace.result_mask}")

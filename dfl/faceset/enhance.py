@@ -4,7 +4,7 @@ As DFL does it: each face is enhanced at its own size (4x super-resolution, then
 JPEG at quality 100 into ``<faceset>_enhanced/`` under the same name with the original metadata kept byte
 for byte; afterwards the enhanced faces may replace the originals.  Unlike DFL, nothing is deleted: an
 interrupted run resumes (faces already in the output are skipped) and replaced originals are moved to
-``<faceset>_original/``.
+the workspace's trash (:mod:`dfl.trash`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dfl.atomic import atomic_write_bytes
 from dfl.errors import DflError
 from dfl.faceset.container import ContainerError, read_meta, write_meta
 from dfl.faceset.io import list_faces, read_record
+from dfl.trash import move_to_trash
 
 JPEG_QUALITY = 100    # DFL writes enhanced faces at quality 100
 
@@ -44,10 +45,6 @@ class EnhanceSummary:
 def enhanced_dir(folder: Path) -> Path:
     """DFL's output folder: ``aligned`` -> ``aligned_enhanced`` beside it."""
     return Path(folder).parent / f"{Path(folder).name}_enhanced"
-
-
-def originals_dir(folder: Path) -> Path:
-    return Path(folder).parent / f"{Path(folder).name}_original"
 
 
 def enhance_face(path: Path, out_path: Path, enhancer: Enhancer) -> None:
@@ -96,26 +93,17 @@ def enhance_faceset(folder: Path, enhancer: Enhancer, out_dir: Path | None = Non
     return summary
 
 
-def replace_with_enhanced(folder: Path, out_dir: Path | None = None) -> tuple[int, Path]:
-    """Put the enhanced faces in place of the originals (DFL's "merge" answer), originals moved to
-    ``<folder>_original/``; returns (faces replaced, where the originals are).  Resumable: each face is
-    two renames, and a face whose original already moved is just put in place."""
+def replace_with_enhanced(folder: Path, trash_root: Path, base: Path,
+                          out_dir: Path | None = None) -> tuple[int, Path | None]:
+    """Put the enhanced faces in place of the originals (DFL's "merge" answer); the originals move to a
+    new ``<trash_root>/<date_time>/`` keeping their path below ``base``.  Returns (faces replaced, that
+    trash folder).  Resumable: a face whose original already went to the trash is just put in place."""
     folder = Path(folder)
     out_dir = Path(out_dir) if out_dir is not None else enhanced_dir(folder)
-    keep = originals_dir(folder)
-    keep.mkdir(exist_ok=True)
-    done = 0
-    for enhanced in list_faces(out_dir):
-        original = folder / enhanced.name
-        if original.exists():
-            dest = keep / enhanced.name
-            n = 1
-            while dest.exists():             # an earlier replace kept a face of that name already
-                dest = keep / f"{enhanced.stem}_{n}{enhanced.suffix}"
-                n += 1
-            os.replace(original, dest)
-        os.replace(enhanced, original)
-        done += 1
+    enhanced = list_faces(out_dir)
+    trash = move_to_trash([folder / e.name for e in enhanced], Path(base), Path(trash_root))
+    for e in enhanced:
+        os.replace(e, folder / e.name)
     if not any(out_dir.iterdir()):
         out_dir.rmdir()
-    return done, keep
+    return len(enhanced), trash

@@ -7,7 +7,8 @@ the restricted unpickler, maps its options onto dfl's names, loads every network
 against dfl's network) and the optimisers' moments, and writes a dfl model through the model store's save,
 with DFL's iteration count and loss history, so ``dfl train`` continues from there and ``dfl merge`` uses it.
 
-Nothing is half-imported: the model is saved into a hidden staging folder beside the target and renamed
+Nothing is half-imported: the model is saved into a hidden staging folder beside the target
+(``.import-<folder>-<pid>-<random>``, removed by the next import when its process is gone) and renamed
 into place only when complete; a file that is not what it claims (or that would run code when unpickled)
 stops the import with one line naming it, before anything is written.
 """
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from dfl.atomic import make_temp_dir, remove_stale_temp_dirs
 from dfl.errors import DflError
 from dfl.interop.dfl_models import MODEL_TYPES, loss_history, map_options, plain
 
@@ -291,8 +293,9 @@ def import_model(source: Path, model_dir: Path, name: str | None = None, new_nam
     state = {"iteration": int(model.iteration or 0), "loss_history": history,
              "imported_from": {"path": str(model.dat), "dfl_model": model.prefix}}
     Path(model_dir).mkdir(parents=True, exist_ok=True)
-    staging = Path(model_dir) / f".import-{target.name}-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
+    prefix = f".import-{target.name}-"
+    remove_stale_temp_dirs(model_dir, prefix)          # a killed import's staging folder
+    staging = make_temp_dir(model_dir, prefix)
     try:
         save_checkpoint(staging, model.model_type, options, state, networks, opt_state)
         os.rename(staging, target)     # fails rather than overwrite a model made meanwhile
