@@ -68,6 +68,15 @@ def test_missing_enhancer_weights_name_the_file_and_folder(tmp_path: Path, dfl_r
         get_landmarker("fan", "cpu", empty)
 
 
+def test_dfl_extractor_files_make_auto_pick_s3fd_and_fan(tmp_path: Path) -> None:
+    from dfl.faces.registry import resolve_names
+
+    assert resolve_names("auto", "auto", tmp_path) == ("blazeface", "facemesh")
+    (tmp_path / "S3FD.npy").write_bytes(b"")        # as copied from DFL's _internal/DeepFaceLab/facelib/
+    (tmp_path / "2DFAN.npy").write_bytes(b"")
+    assert resolve_names("auto", "auto", tmp_path) == ("s3fd", "fan")
+
+
 def test_super_resolution_power_blends_the_enhanced_face_at_4x(weights_dir: Path) -> None:
     from dfl.faces.align import FaceType
     from dfl.merge.config import MergeConfig
