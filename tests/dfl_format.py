@@ -58,3 +58,20 @@ def write_model_data(path: Path, iteration: int, options: dict, loss_history: li
             "sample_for_preview": None, "choosed_gpu_indexes": None}
     Path(path).write_bytes(dfl_dumps(data))
     return Path(path)
+
+
+class _Touch:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        return (os.system, (f"touch {self.marker}",))
+
+
+def code_running_pickle(marker: Path, inside_dict: bool = False) -> bytes:
+    """A pickle that runs ``touch <marker>`` when loaded with plain ``pickle`` (what a crafted file does)."""
+    import pickle
+
+    payload = _Touch(Path(marker))
+    return pickle.dumps({"iter": 3, "options": payload} if inside_dict else payload)

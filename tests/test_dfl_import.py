@@ -4,7 +4,6 @@ train on and merge; crafted or damaged files are refused with one line and leave
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 
 import cv2
@@ -16,7 +15,7 @@ from dfl.errors import DflError
 from dfl.interop.dfl_models import loss_history, map_options
 from dfl.interop.model_import import import_model, scan
 from dfl.leras import leras_name, read_weights
-from dfl_format import seeded_weights, write_model_data, write_weights
+from dfl_format import code_running_pickle, seeded_weights, write_model_data, write_weights
 from train_helpers import make_workspace
 
 DATA = Path(__file__).parent / "data" / "dfl_oracle"
@@ -39,17 +38,6 @@ AMP_DFL = {
     "random_warp": True, "ct_mode": "none", "clipgrad": False, "gan_power": 0.0, "gan_patch_size": np.int64(8),
     "gan_dims": np.int64(16), "batch_size": np.int64(4), "random_src_flip": False, "random_dst_flip": True,
 }
-
-
-class Malicious:
-    """Unpickles to ``os.system(<touch marker>)`` when loaded with plain pickle."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        import os
-        return (os.system, (f"touch {self.marker}",))
 
 
 def write_dfl_model(folder: Path, name: str, model_type: str, dfl_options: dict, iteration: int,
@@ -230,7 +218,7 @@ def test_crafted_pickle_is_refused_runs_nothing_leaves_nothing(tmp_path: Path, d
     write_dfl_model(src, "me", "SAEHD", dict(SAEHD_DFL, archi="df", gan_power=0.0), iteration=3)
     marker = tmp_path / "pwned"
     target = src / ("me_SAEHD_data.dat" if where == "dat" else "me_SAEHD_inter.npy")
-    target.write_bytes(pickle.dumps({"iter": 3, "options": Malicious(marker)} if where == "dat" else Malicious(marker)))
+    target.write_bytes(code_running_pickle(marker, inside_dict=where == "dat"))
     ws = tmp_path / "ws"
     res = dfl_run("model", "import", src, "-w", ws)
     assert res.code == 1 and res.err.count("\n") == 1

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from dfl.faces.enhancer import FaceEnhancerNet, load_face_enhancer
-from dfl_format import seeded_weights, write_weights
+from dfl_format import code_running_pickle, seeded_weights, write_weights
 from train_helpers import write_faceset
 
 
@@ -59,6 +59,14 @@ def test_missing_enhancer_weights_name_the_file_and_folder(tmp_path: Path, dfl_r
     assert res.code == 1 and res.err.count("\n") == 1
     assert "FaceEnhancer.npy" in res.err and str(empty) in res.err
     assert not (ws / "data_dst" / "aligned_enhanced").exists()
+    bad = tmp_path / "bad_weights"                   # a "FaceEnhancer.npy" whose pickle would run a command
+    bad.mkdir()
+    marker = tmp_path / "pwned"
+    (bad / "FaceEnhancer.npy").write_bytes(code_running_pickle(marker))
+    res = dfl_run("faceset", "enhance", "dst", "-w", ws, "--weights-dir", bad)
+    assert res.code == 1 and res.err.count("\n") == 1 and "FaceEnhancer.npy" in res.err and "refused" in res.err
+    assert not marker.exists() and not (ws / "data_dst" / "aligned_enhanced").exists()
+
     from dfl.errors import DflError
     from dfl.faces.registry import get_detector, get_landmarker
 
