@@ -185,8 +185,8 @@ def test_several_faces_and_no_faces():
 def test_config_ranges_files_and_adjusters(tmp_path):
     with pytest.raises(DflError, match="erode_mask_modifier"):
         MergeConfig(erode_mask_modifier=500).validate()
-    with pytest.raises(DflError, match="face-enhancer"):
-        MergeConfig(super_resolution_power=10).validate()
+    with pytest.raises(DflError, match="super_resolution_power"):
+        MergeConfig(super_resolution_power=101).validate()
     with pytest.raises(DflError, match="unknown setting"):
         MergeConfig.from_dict({"erode": 3})
     f = tmp_path / "m.yaml"
@@ -310,7 +310,11 @@ def test_interactive_keys_drive_the_settings_per_frame(tmp_path):
     s.handle_key("<")
     assert s.index == 0
     s.handle_key("t")
-    assert "face-enhancer" in s.message and s.cfg.super_resolution_power == 0
+    s.handle_key("T")
+    assert s.cfg.super_resolution_power == 6        # DFL's t/g: +1, Shift +5
+    s.handle_key("G")
+    s.handle_key("g")
+    assert s.cfg.super_resolution_power == 0
     for _ in range(60):
         s.handle_key("A")                # hist threshold only moves in hist-match modes
     assert s.cfg.hist_match_threshold == 238

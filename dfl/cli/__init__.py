@@ -19,7 +19,7 @@ from dfl import __version__
 from dfl.errors import DflError
 
 # Modules that add commands to ``cli``; each is imported if present so areas land independently.
-COMMAND_MODULES = ("frames", "demo", "extract", "faceset", "train", "merge")
+COMMAND_MODULES = ("frames", "demo", "extract", "faceset", "train", "merge", "interop")
 
 
 class DflGroup(click.Group):

@@ -278,3 +278,43 @@ def debug_cmd(target: str, frames: str | None, output: str | None, workspace: Wo
     """Debug images: the faceset's landmarks, rects and aligned squares drawn on its frames."""
     summary = write_debug_images(_folder(target, workspace), _frames(target, workspace, frames), output)
     click.echo(summary.line())
+
+# ---- dfl faceset enhance: DFL's FaceEnhancer over a faceset (issue #16; logic in dfl/faceset/enhance.py) ----
+@faceset.command("enhance")
+@click.argument("target", metavar="src|dst|FOLDER")
+@workspace_option
+@click.option("--weights-dir", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Folder with DFL's FaceEnhancer.npy (from _internal/DeepFaceLab/facelib/ of a DFL build); "
+                   "also $DFL_WEIGHTS; default ~/.dfl/weights.")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1.")
+@click.option("--replace/--no-replace", default=None,
+              help="Put the enhanced faces in place of the originals (moved to trash/) [ask; no without a terminal].")
+def enhance_cmd(target: str, workspace: Workspace, weights_dir: str | None, device: str, replace: bool | None) -> None:
+    """Enhance the faces' details with DFL's FaceEnhancer (DFL's "util faceset enhance").
+
+    Writes <faceset>_enhanced/ (same names, metadata kept, JPEG quality 100); a rerun continues where the
+    last stopped.  Then, if asked, the enhanced faces replace the originals, which move to the workspace's
+    trash/<date_time>/ (or trash/ beside a folder outside the workspace).
+    """
+    from dfl.device import pick_device
+    from dfl.faces.enhancer import load_face_enhancer
+    from dfl.faces.weights import weights_dir as resolve_weights_dir
+    from dfl.faceset.enhance import enhance_faceset, enhanced_dir, replace_with_enhanced
+
+    folder = _resolve(target, workspace)
+    if not folder.is_dir():
+        raise DflError(f"{folder}: not a folder of faces")
+    enhancer = load_face_enhancer(resolve_weights_dir(weights_dir), pick_device(device))
+    summary = enhance_faceset(folder, enhancer)
+    out = enhanced_dir(folder)
+    click.echo(summary.line(out))
+    if replace is None:
+        replace = sys.stdin.isatty() and click.confirm(f"Replace the faces in {folder} with {out.name}?", default=True)
+    if replace:
+        root = workspace.root.resolve()
+        inside = folder.resolve().is_relative_to(root)
+        base = root if inside else folder.resolve().parent
+        n, trash = replace_with_enhanced(folder, workspace.trash_dir if inside else base / "trash", base)
+        click.echo(f"Replaced {n} faces in {folder}" + (f"; the originals are in {trash}" if trash else ""))
+    if summary.failed:
+        sys.exit(1)

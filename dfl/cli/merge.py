@@ -89,8 +89,10 @@ def build_config(config_file: Path | None, flags: dict):
 @click.option("--denoise", type=click.IntRange(0, 500), help="Image degrade by denoise power [0].")
 @click.option("--bicubic-degrade", type=click.IntRange(0, 100), help="Image degrade by bicubic rescale [0].")
 @click.option("--color-degrade", type=click.IntRange(0, 100), help="Colour degrade power [0].")
-@click.option("--super-resolution", type=click.IntRange(0, 100),
-              help="Needs a face-enhancer model, which dfl does not ship: only 0 is accepted.")
+@click.option("--super-resolution-power", "--super-resolution", "super_resolution", type=click.IntRange(0, 100),
+              help="Enhance the face with DFL's FaceEnhancer (FaceEnhancer.npy in --weights-dir) [0].")
+@click.option("--weights-dir", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Folder with DFL's FaceEnhancer.npy for super resolution; also $DFL_WEIGHTS; default ~/.dfl/weights.")
 @click.option("--morph", type=click.FloatRange(0, 1), help="AMP morph value [1.0].")
 @click.option("--visible-label/--no-visible-label", default=None,
               help="Draw a small 'AI-modified' notice on every frame (the PNGs are always labelled).")
@@ -101,7 +103,7 @@ def build_config(config_file: Path | None, flags: dict):
 @click.option("--new-session", is_flag=True, help="Interactive: start over instead of the saved per-frame settings.")
 def merge_command(workspace: Workspace, model: str | None, name: str | None, interactive: bool | None,
                   config_file: Path | None, device: str, batch: int | None, workers: int | None, force: bool,
-                  new_session: bool, **flags) -> None:
+                  new_session: bool, weights_dir: str | None, **flags) -> None:
     """Step 7: merge the learned face into data_dst/merged/ (and the masks into merged_mask/).
 
     Settings are DFL's merger options; they are saved to data_dst/merged/merge_config.json, and a re-run
@@ -124,6 +126,7 @@ def merge_command(workspace: Workspace, model: str | None, name: str | None, int
             interactive = False
         else:
             interactive = True
+    enhancer = _face_enhancer(weights_dir, device, required=cfg.super_resolution_power != 0)
     ctx = merge_frames.prepare_merge(workspace, model_path, device=device)
     click.echo(f"Merging {len(ctx.infos)} frames with {model_path.name} "
                f"(iteration {ctx.model_info.get('iteration', 0)}) on {ctx.device_type}")
@@ -133,8 +136,22 @@ def merge_command(workspace: Workspace, model: str | None, name: str | None, int
             kept = inter.set_aside_session(session_path)
             click.echo(f"Starting a new session; the previous per-frame settings are kept in {kept}")
         summary = inter.merge_interactive(ctx, cfg, session_path=session_path, batch_frames=batch,
-                                          workers=workers, force=force)
+                                          workers=workers, force=force, enhancer=enhancer)
         click.echo(f"Per-frame settings saved to {session_path}")
     else:
-        summary = merge_frames.merge_context(ctx, cfg, batch_frames=batch, workers=workers, force=force)
+        summary = merge_frames.merge_context(ctx, cfg, batch_frames=batch, workers=workers, force=force,
+                                             enhancer=enhancer)
     click.echo(summary.line(workspace.merged_dir))
+
+
+def _face_enhancer(weights_dir: str | None, device: str, required: bool):
+    """DFL's face enhancer for super resolution, loaded when first used (the interactive merger's t/g keys
+    can turn it on later); missing weights are reported now when the settings already ask for it."""
+    from dfl.faces.enhancer import LazyFaceEnhancer
+    from dfl.faces.weights import FACE_ENHANCER_FILES, require_weights
+    from dfl.faces.weights import weights_dir as resolve_weights_dir
+
+    folder = resolve_weights_dir(weights_dir)
+    if required:
+        require_weights(folder, FACE_ENHANCER_FILES, "FaceEnhancer (super resolution)")
+    return LazyFaceEnhancer(folder, device)

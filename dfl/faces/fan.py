@@ -4,11 +4,13 @@ DFL crops a square of side ``200 * (w + h) / 195`` around the box centre (intege
 the frame, bilinear resize to 256), reads each of the 68 heatmaps at its maximum nudged a quarter pixel
 toward the higher neighbour, then (second pass) warps the face to a 256 px full-face square, re-detects
 it there and, if exactly one face is found, averages the predictions of five crops shifted by a pixel.
-Weights are a local ``2DFAN4-*.pth.tar`` state dict or the package's TorchScript ``2DFAN4-*.zip``.
+Weights are a local ``2DFAN4-*.pth.tar`` state dict, the package's TorchScript ``2DFAN4-*.zip`` or
+DeepFaceLab's own ``2DFAN.npy`` (same network and input, its variables named by :func:`fan_leras_name`).
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -69,9 +71,51 @@ def heatmap_points(heatmaps: np.ndarray) -> np.ndarray:
     return pts + 0.5
 
 
+_FAN_STACK = re.compile(r"(conv_last|bn_end|bl|al|l|m)(\d+)$")
+_HOURGLASS_BLOCK = re.compile(r"(b1|b2|b3|b2_plus)_(\d)$")
+HOURGLASS_DEPTH = 4
+
+
+def fan_leras_name(key: str) -> str | None:
+    """DFL's ``2DFAN.npy`` variable for a key of ``face_alignment``'s FAN (None: no such variable).
+
+    face_alignment numbers a stack's modules ``m0``/``conv_last0`` and flattens each hourglass into
+    ``b1_4 .. b1_1``, ``b2_plus_1``; DFL's leras names them ``m_0``/``conv_last_0`` and nests the hourglass
+    (``b2_plus/b2_plus/b1``: level ``L`` sits under ``4 - L`` ``b2_plus``); a ConvBlock's ``downsample.0``
+    and ``.2`` are DFL's ``down_bn1`` and ``down_conv1``.
+    """
+    parts = key.split(".")
+    if parts[-1] == "num_batches_tracked":
+        return None
+    out: list[str] = []
+    i = 0
+    while i < len(parts) - 1:
+        p = parts[i]
+        stack, block = _FAN_STACK.match(p), _HOURGLASS_BLOCK.match(p)
+        if i == 0 and stack:
+            out.append(f"{stack.group(1)}_{stack.group(2)}")
+        elif i == 1 and out[0].startswith("m_") and block:
+            depth = HOURGLASS_DEPTH - int(block.group(2))
+            out.extend(["b2_plus"] * depth + [block.group(1)])
+        elif p == "downsample":
+            out.append({"0": "down_bn1", "2": "down_conv1"}[parts[i + 1]])
+            i += 1
+        else:
+            out.append(p)
+        i += 1
+    return "/".join(out + [parts[-1]]) + ":0"
+
+
 def load_fan(path: Path, device: torch.device) -> torch.nn.Module:
-    """The FAN network from a state dict (``.pth.tar``/``.pth``) or a TorchScript archive (``.zip``)."""
+    """The FAN network from a state dict (``.pth.tar``/``.pth``), a TorchScript archive (``.zip``) or
+    DFL's ``2DFAN.npy``."""
     path = Path(path)
+    if path.suffix == ".npy":
+        from face_alignment.models import FAN
+
+        from dfl.leras import load_leras
+
+        return load_leras(FAN(4), path, name=fan_leras_name).eval().to(device)
     if path.suffix == ".zip":
         try:
             with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.13 but loads fine

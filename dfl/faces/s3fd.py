@@ -4,7 +4,9 @@ DFL's extractor used S3FD for every faceset in existence, so matching its boxes 
 scaled so its long side is half its size but at most 640 px (at least 64), anchors are decoded with
 variances 0.1/0.2, greedy NMS at IoU 0.3 keeps boxes scoring 0.5 or more, faces under 40 px on a side
 are dropped and the bottom edge is pushed down 10% so 2DFAN-4 sees the chin.  The network itself is
-imported from ``face_alignment`` (not copied) and loads the widely published ``s3fd-619a316812.pth``.
+imported from ``face_alignment`` (not copied) and loads the widely published ``s3fd-619a316812.pth`` or
+DeepFaceLab's own ``S3FD.npy``.  DFL feeds its ``S3FD.npy`` the frame in RGB order minus (104, 117, 123);
+with that file the detector does the same, so boxes are DFL's.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ def input_scale(height: int, width: int) -> float:
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A plain state dict from a ``.pth`` file (also unwraps ``{"state_dict": ...}`` and ``module.``)."""
+    """A plain state dict from a ``.pth`` file (also unwraps ``{"state_dict": ...}`` and ``module.``).
+
+    Only torch's ``weights_only`` loader is used; DFL's ``.npy`` files go through :mod:`dfl.leras`."""
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or foreign file
@@ -111,7 +115,12 @@ class S3FDDetector:
         self.min_face_px = min_face_px
         self.max_batch = max_batch
         self.net = s3fd()
-        if weights is not None:
+        self.rgb = weights is not None and Path(weights).suffix == ".npy"   # DFL's file, DFL's channel order
+        if self.rgb:
+            from dfl.leras import load_leras
+
+            load_leras(self.net, Path(weights))
+        elif weights is not None:
             try:
                 self.net.load_state_dict(load_state_dict(Path(weights)))
             except RuntimeError as exc:
@@ -122,7 +131,10 @@ class S3FDDetector:
     @torch.inference_mode()
     def _forward(self, batch: np.ndarray) -> list[np.ndarray]:
         """Raw outputs for a ``(N, H, W, 3)`` uint8 BGR batch: per level cls (softmax) and reg."""
-        x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float() - self._mean
+        x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float()
+        if self.rgb:
+            x = x.flip(1)
+        x = x - self._mean
         outs = self.net(x)
         result = []
         for i, o in enumerate(outs):

@@ -1,4 +1,4 @@
-"""Where optional third-party model weights (S3FD, 2DFAN-4, dlib) are looked for.
+"""Where optional third-party model weights (S3FD, 2DFAN-4, dlib, DFL's FaceEnhancer) are looked for.
 
 These files are not ours to ship and dfl never downloads anything, so the user copies them into one
 folder: ``--weights-dir`` if given, else ``$DFL_WEIGHTS``, else ``~/.dfl/weights``.  A backend that needs
@@ -16,8 +16,11 @@ ENV_VAR = "DFL_WEIGHTS"
 DEFAULT_DIR = Path("~/.dfl/weights")
 
 # Accepted file names per model, most specific first.  Globs: the hash suffix differs between releases.
-S3FD_FILES = ("s3fd-619a316812.pth", "s3fd*.pth")
-FAN_FILES = ("2DFAN4-*.pth.tar", "2DFAN4-*.zip", "2DFAN4*.pth", "2DFAN-4*.pth.tar")
+# ``S3FD.npy``, ``2DFAN.npy`` and ``FaceEnhancer.npy`` are DeepFaceLab's own files, as its builds ship
+# them in ``_internal/DeepFaceLab/facelib/`` (read with the restricted unpickler, see :mod:`dfl.leras`).
+S3FD_FILES = ("s3fd-619a316812.pth", "s3fd*.pth", "S3FD.npy")
+FAN_FILES = ("2DFAN4-*.pth.tar", "2DFAN4-*.zip", "2DFAN4*.pth", "2DFAN-4*.pth.tar", "2DFAN.npy")
+FACE_ENHANCER_FILES = ("FaceEnhancer.npy",)
 DLIB_SHAPE_FILES = ("shape_predictor_68_face_landmarks.dat",)
 DLIB_CNN_FILES = ("mmod_human_face_detector.dat",)
 
@@ -51,8 +54,10 @@ def require_weights(folder: Path, patterns: tuple[str, ...], what: str) -> Path:
     """Like :func:`find_weights` but a missing file is a :class:`DflError` naming the file and folder."""
     found = find_weights(folder, patterns)
     if found is None:
+        others = [p for p in patterns[1:] if "*" not in p]
+        alternatives = f" (or {' or '.join(others)})" if others else ""
         raise DflError(
-            f"{Path(folder) / patterns[0]}: {what} weights not found; copy the file into {folder} "
+            f"{Path(folder) / patterns[0]}: {what} weights not found; copy the file{alternatives} into {folder} "
             f"(or point --weights-dir / ${ENV_VAR} at the folder that holds it); dfl never downloads weights"
         )
     return found

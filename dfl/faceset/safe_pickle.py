@@ -127,15 +127,19 @@ def _check_types(obj: Any, depth: int = 0) -> None:
     raise pickle.UnpicklingError(f"type {type(obj).__name__} is not allowed")
 
 
-def safe_loads(data: bytes, where: str = "<metadata>") -> Any:
-    """Unpickle DFL metadata allowing only plain data and numpy arrays; DflError otherwise."""
+def safe_loads(data: bytes, where: str = "<metadata>", what: str = "face metadata") -> Any:
+    """Unpickle DFL data allowing only plain data and numpy arrays; DflError otherwise.
+
+    ``what`` names the kind of file in the message (DFL's model ``.dat`` and weight ``.npy`` files are
+    pickles of the same plain kinds).
+    """
     try:
         obj = _RestrictedUnpickler(io.BytesIO(data)).load()
         _check_types(obj)
     except pickle.UnpicklingError as exc:
-        raise DflError(f"{where}: unsafe or corrupt face metadata refused ({exc})") from None
+        raise DflError(f"{where}: unsafe or corrupt {what} refused ({exc})") from None
     except Exception as exc:  # truncated data, bad numpy state, absurd sizes ...
-        raise DflError(f"{where}: corrupt face metadata ({type(exc).__name__}: {exc})") from None
+        raise DflError(f"{where}: corrupt {what} ({type(exc).__name__}: {exc})") from None
     return obj
 
 

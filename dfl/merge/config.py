@@ -52,10 +52,6 @@ ALIASES: dict[str, str] = {
 }
 """The ``dfl merge`` flag names, accepted in config files too."""
 
-NO_FACE_ENHANCER = ("super resolution needs a face-enhancer model, which dfl does not ship; "
-                    "keep super_resolution_power at 0")
-
-
 def _clip(v: float, name: str) -> Any:
     lo, hi = RANGES[name]
     return type(v)(min(max(v, lo), hi))
@@ -97,8 +93,6 @@ class MergeConfig:
                 continue
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not lo <= v <= hi:
                 raise DflError(f"{where}: {name} {v!r} is outside {lo}..{hi}")
-        if self.super_resolution_power != 0:
-            raise DflError(f"{where}: {NO_FACE_ENHANCER}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -200,6 +194,9 @@ class MergeConfig:
 
     def toggle_sharpen_mode(self) -> None:
         self.sharpen_mode = SHARPEN_MODES[(SHARPEN_MODES.index(self.sharpen_mode) + 1) % len(SHARPEN_MODES)]
+
+    def add_super_resolution_power(self, diff: int) -> None:
+        self.super_resolution_power = _clip(self.super_resolution_power + diff, "super_resolution_power")
 
     def add_blursharpen_amount(self, diff: int) -> None:
         self.blursharpen_amount = _clip(self.blursharpen_amount + diff, "blursharpen_amount")

@@ -31,6 +31,14 @@ _NOISE = 1.0 / 255.0
 XSegFunc = Callable[[np.ndarray], np.ndarray]
 """XSeg segmenter: N x 256 x 256 x 3 float32 BGR faces -> N x 256 x 256 float32 masks."""
 
+SUPER_RESOLUTION_SCALE = 4   # DFL's FaceEnhancer upscales 4x; with super resolution the merge works at 4x
+
+
+class FaceEnhancerFunc(Protocol):
+    """DFL's face enhancer as the merger calls it (:class:`dfl.faces.enhancer.FaceEnhancer`)."""
+
+    def enhance(self, image: np.ndarray, is_tanh: bool = False, preserve_size: bool = True) -> np.ndarray: ...
+
 
 class Predictor(Protocol):
     """The swap model as the merger sees it (numpy in and out, batched)."""
@@ -88,6 +96,8 @@ class FaceJob:
     face_mat: np.ndarray         # frame -> model-resolution face
     dst_face: np.ndarray         # RxRx3 float32, the predictor's input
     motion: tuple[float, float] | None = None  # (power px, angle deg) from the neighbouring frames
+    hires: tuple[np.ndarray, np.ndarray] | None = None  # (matrix, face) cut at 4x R for super resolution
+    model_size: int | None = None  # R when this job is the 4x one: mask work stays at 4x R, as in DFL
 
 
 @dataclass
@@ -101,13 +111,46 @@ class FaceResult:
     whole_image: bool = False        # raw-predict: ``image`` replaces the frame
 
 
+def _cut(frame: np.ndarray, landmarks: np.ndarray, size: int, face_type: FaceType) -> tuple[np.ndarray, np.ndarray]:
+    mat = transform_matrix(landmarks, size, face_type)
+    face = cv2.warpAffine(frame, mat, (size, size), flags=cv2.INTER_CUBIC)
+    return mat, face.astype(np.float32) / 255.0 if face.dtype == np.uint8 else np.clip(face, 0, 1).astype(np.float32)
+
+
 def prepare_face(frame: np.ndarray, landmarks: np.ndarray, resolution: int, face_type: FaceType,
-                 motion: tuple[float, float] | None = None) -> FaceJob:
-    """Cut the dst face at the model's resolution and face type (uint8 or float frame)."""
-    mat = transform_matrix(np.asarray(landmarks, np.float64), resolution, face_type)
-    face = cv2.warpAffine(frame, mat, (resolution, resolution), flags=cv2.INTER_CUBIC)
-    face = face.astype(np.float32) / 255.0 if face.dtype == np.uint8 else np.clip(face, 0, 1).astype(np.float32)
-    return FaceJob(np.asarray(landmarks, np.float64), mat, face, motion)
+                 motion: tuple[float, float] | None = None, super_resolution: bool = False) -> FaceJob:
+    """Cut the dst face at the model's resolution and face type (uint8 or float frame).
+
+    With ``super_resolution`` the face is cut at 4x (kept for the blend) and the predictor gets that cut
+    scaled down, as DFL's merger does when its super resolution power is on.
+    """
+    lm = np.asarray(landmarks, np.float64)
+    if super_resolution:
+        big = resolution * SUPER_RESOLUTION_SCALE
+        mat4, face4 = _cut(frame, lm, big, face_type)
+        small = cv2.resize(face4, (resolution, resolution))
+        return FaceJob(lm, transform_matrix(lm, resolution, face_type), small, motion, hires=(mat4, face4))
+    mat, face = _cut(frame, lm, resolution, face_type)
+    return FaceJob(lm, mat, face, motion)
+
+
+def super_resolve(frame: np.ndarray, job: FaceJob, prediction: Sequence[np.ndarray], power: int,
+                  enhancer: FaceEnhancerFunc, face_type: FaceType) -> tuple[FaceJob, tuple[np.ndarray, ...]]:
+    """DFL's super resolution: the predicted face enhanced to 4x and mixed in at ``power`` / 100, the masks
+    scaled up, and the job at 4x, so masks, colour transfer and blending all work at 4x the model size.
+
+    As in DFL, the enhancer gets the [0, 1] face with ``is_tanh=True`` (no [-1, 1] mapping either way).
+    """
+    res = job.dst_face.shape[0]
+    big = res * SUPER_RESOLUTION_SCALE
+    prd = np.clip(prediction[0], 0, 1).astype(np.float32)
+    enhanced = enhancer.enhance(prd, is_tanh=True, preserve_size=False)
+    mod = power / 100.0
+    prd = np.clip(cv2.resize(prd, (big, big)) * (1.0 - mod) + enhanced * mod, 0, 1).astype(np.float32)
+    masks = [cv2.resize(np.clip(np.asarray(m, np.float32).reshape(res, res), 0, 1), (big, big),
+                        interpolation=cv2.INTER_CUBIC) for m in prediction[1:3]]
+    mat4, face4 = job.hires if job.hires is not None else _cut(frame, job.landmarks, big, face_type)
+    return FaceJob(job.landmarks, mat4, face4, job.motion, model_size=res), (prd, *masks)
 
 
 def _shift(mat: np.ndarray, x0: int, y0: int) -> np.ndarray:
@@ -209,20 +252,25 @@ def _transfer(cfg: MergeConfig, face: np.ndarray, dst_face: np.ndarray, area: np
 
 def blend_face(frame: np.ndarray, job: FaceJob, prediction: Sequence[np.ndarray], cfg: MergeConfig,
                face_type: FaceType, xseg: XSegFunc | None = None,
-               rng: np.random.Generator | None = None) -> FaceResult:
+               rng: np.random.Generator | None = None, enhancer: FaceEnhancerFunc | None = None) -> FaceResult:
     """Blend one predicted face into ``frame`` (uint8 BGR, not modified) per ``cfg``."""
+    if cfg.super_resolution_power:
+        if enhancer is None:
+            raise DflError("super resolution: needs DFL's face enhancer (FaceEnhancer.npy in the weights folder)")
+        job, prediction = super_resolve(frame, job, prediction, cfg.super_resolution_power, enhancer, face_type)
     h, w = frame.shape[:2]
     prd_face = np.clip(prediction[0], 0, 1).astype(np.float32)
     prd_mask = np.clip(prediction[1], 0, 1).astype(np.float32).reshape(prd_face.shape[:2])
     dst_mask = np.clip(prediction[2], 0, 1).astype(np.float32).reshape(prd_face.shape[:2])
     size = prd_face.shape[0]
+    model_size = job.model_size or size     # masks are shaped at 4x the model size, super-resolved or not
     dst_face = job.dst_face
 
     scale = 1.0 + 0.01 * cfg.output_face_scale
     out_mat = transform_matrix(job.landmarks, size, face_type, scale=scale) if cfg.output_face_scale else job.face_mat
-    mask_mat = transform_matrix(job.landmarks, size * 4, face_type, scale=scale)
+    mask_mat = transform_matrix(job.landmarks, model_size * 4, face_type, scale=scale)
 
-    wrk = _shape_mask(_work_mask(job, prd_face, prd_mask, dst_mask, cfg, face_type, frame, xseg), size, cfg)
+    wrk = _shape_mask(_work_mask(job, prd_face, prd_mask, dst_mask, cfg, face_type, frame, xseg), model_size, cfg)
 
     whole_frame = not cfg.is_raw and cfg.mode != "original" and (
         cfg.image_denoise_power or cfg.bicubic_degrade_power or cfg.color_degrade_power)
@@ -303,7 +351,8 @@ def blend_face(frame: np.ndarray, job: FaceJob, prediction: Sequence[np.ndarray]
         if mp != 0 and job.motion is not None:
             k = int(job.motion[0] * mp)
             if k >= 1:
-                out_face = filters.motion_blur(out_face, int(np.clip(k + 1, 2, 50)), job.motion[1])
+                k = int(np.clip(k + 1, 2, 50)) * (2 if job.model_size else 1)   # DFL doubles it at 4x
+                out_face = filters.motion_blur(out_face, k, job.motion[1])
         if cfg.blursharpen_amount != 0:
             out_face = filters.blursharpen(out_face, cfg.sharpen_mode, int(cfg.blursharpen_amount), 3)
         if cfg.image_denoise_power != 0:
@@ -372,7 +421,8 @@ def compose(frame: np.ndarray, results: Sequence[FaceResult]) -> tuple[np.ndarra
 def merge_frame(frame: np.ndarray, landmarks_list: Sequence[np.ndarray], predictor: Predictor,
                 cfg: MergeConfig, xseg: XSegFunc | None = None,
                 motions: Sequence[tuple[float, float] | None] | None = None,
-                rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+                rng: np.random.Generator | None = None,
+                enhancer: FaceEnhancerFunc | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Merge every face of one frame -> (uint8 frame, float32 mask); no faces: the frame unchanged."""
     if not landmarks_list:
         if cfg.mode == "raw-predict":
@@ -380,9 +430,10 @@ def merge_frame(frame: np.ndarray, landmarks_list: Sequence[np.ndarray], predict
             return np.zeros((r, r, 3), np.uint8), np.zeros((r, r), np.float32)
         return frame.copy(), np.zeros(frame.shape[:2], np.float32)
     jobs = [prepare_face(frame, lm, predictor.resolution, predictor.face_type,
-                         motions[i] if motions else None) for i, lm in enumerate(landmarks_list)]
+                         motions[i] if motions else None, bool(cfg.super_resolution_power))
+            for i, lm in enumerate(landmarks_list)]
     prd, pm, dm = predictor(np.stack([j.dst_face for j in jobs]), morph_value=cfg.morph_value)
-    results = [blend_face(frame, j, (prd[i], pm[i], dm[i]), cfg, predictor.face_type, xseg, rng)
+    results = [blend_face(frame, j, (prd[i], pm[i], dm[i]), cfg, predictor.face_type, xseg, rng, enhancer)
                for i, j in enumerate(jobs)]
     return compose(frame, results)
 

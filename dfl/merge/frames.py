@@ -32,7 +32,7 @@ from dfl.faces.align import FaceType, transform_matrix, transform_points
 from dfl.imageops import synthetic_label as label
 from dfl.merge import png
 from dfl.merge.config import MergeConfig
-from dfl.merge.face import FaceResult, Predictor, XSegFunc, blend_face, compose_rois, prepare_face
+from dfl.merge.face import FaceEnhancerFunc, FaceResult, Predictor, XSegFunc, blend_face, compose_rois, prepare_face
 from dfl.workspace import Workspace, list_images
 
 CONFIG_NAME = "merge_config.json"
@@ -167,12 +167,12 @@ def merge_frames(infos: Sequence[FrameInfo], out_dir: Path, mask_dir: Path, pred
                  xseg: XSegFunc | None = None, batch_frames: int = 4, workers: int | None = None,
                  force: bool = False, progress: bool = True,
                  on_frame: Callable[[FrameInfo, np.ndarray, np.ndarray], None] | None = None,
-                 torch_threads: int | None = None) -> MergeSummary:
+                 torch_threads: int | None = None, enhancer: FaceEnhancerFunc | None = None) -> MergeSummary:
     """Merge ``infos`` into ``out_dir``/``mask_dir`` (PNG per frame stem); the core of ``dfl merge``.
 
     ``frame_configs`` (frame stem -> settings) override ``cfg`` per frame, as the interactive merger
-    saves them.  ``torch_threads`` overrides :func:`merge_torch_threads` for a CPU model.  Returns
-    counts and time.
+    saves them.  ``torch_threads`` overrides :func:`merge_torch_threads` for a CPU model.  ``enhancer``
+    (DFL's FaceEnhancer) serves a ``super_resolution_power`` above 0.  Returns counts and time.
     """
     out_dir, mask_dir = Path(out_dir), Path(mask_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -184,6 +184,8 @@ def merge_frames(infos: Sequence[FrameInfo], out_dir: Path, mask_dir: Path, pred
         if need:
             raise DflError(f"mask mode {need[0]}: XSeg mask modes need a trained XSeg model in the workspace's "
                            "model folder (none found); use a learned-* mask mode or train XSeg first")
+    if enhancer is None and any(c.super_resolution_power for c in cfgs.values()):
+        raise DflError("super_resolution_power: needs DFL's face enhancer (FaceEnhancer.npy in the weights folder)")
     summary = MergeSummary()
     todo: list[FrameInfo] = []
     for info in infos:
@@ -197,7 +199,7 @@ def merge_frames(infos: Sequence[FrameInfo], out_dir: Path, mask_dir: Path, pred
     restore_threads = _share_cores_with_workers(predictor, torch_threads)
     try:
         return _merge_todo(todo, summary, out_dir, mask_dir, predictor, cfgs, model_id, xseg, batch_frames,
-                           workers, progress, on_frame)
+                           workers, progress, on_frame, enhancer)
     finally:
         restore_threads()
 
@@ -226,7 +228,8 @@ def _share_cores_with_workers(predictor: Predictor, threads: int | None) -> Call
 def _merge_todo(todo: list[FrameInfo], summary: MergeSummary, out_dir: Path, mask_dir: Path, predictor: Predictor,
                 cfgs: Mapping[str, MergeConfig], model_id: str, xseg: XSegFunc | None, batch_frames: int,
                 workers: int, progress: bool,
-                on_frame: Callable[[FrameInfo, np.ndarray, np.ndarray], None] | None) -> MergeSummary:
+                on_frame: Callable[[FrameInfo, np.ndarray, np.ndarray], None] | None,
+                enhancer: FaceEnhancerFunc | None = None) -> MergeSummary:
     """The pipeline: a reader decodes the next chunk while the model predicts this one and the
     workers blend and write the previous ones."""
     start = time.perf_counter()
@@ -237,7 +240,8 @@ def _merge_todo(todo: list[FrameInfo], summary: MergeSummary, out_dir: Path, mas
         rng = np.random.default_rng(zlib.crc32(info.path.stem.encode()))  # repeatable idt/sot
         if jobs:
             results: list[FaceResult] = [blend_face(frame, j, (preds[0][k], preds[1][k], preds[2][k]), c,
-                                                    predictor.face_type, xseg, rng) for k, j in enumerate(jobs)]
+                                                    predictor.face_type, xseg, rng, enhancer)
+                                         for k, j in enumerate(jobs)]
             image, mask, box = compose_rois(frame, results)
             mask8 = np.zeros(mask.shape, np.uint8)
             if box is not None:     # the mask is zero outside the faces' rectangles
@@ -258,7 +262,8 @@ def _merge_todo(todo: list[FrameInfo], summary: MergeSummary, out_dir: Path, mas
 
     def load(chunk: list[FrameInfo]) -> tuple[list[np.ndarray], list[list]]:
         frames = [_read(i.path) for i in chunk]
-        jobs = [[prepare_face(f, lm, predictor.resolution, predictor.face_type, info.motion)
+        jobs = [[prepare_face(f, lm, predictor.resolution, predictor.face_type, info.motion,
+                              bool(cfgs[info.path.stem].super_resolution_power))
                  for lm in info.landmarks] for info, f in zip(chunk, frames)]
         return frames, jobs
 
@@ -363,7 +368,7 @@ def prepare_merge(workspace: Workspace, model_path: Path | None, *, device: str 
 
 def merge_context(ctx: MergeContext, cfg: MergeConfig, *, frame_configs: Mapping[str, MergeConfig] | None = None,
                   xseg: XSegFunc | None = None, batch_frames: int | None = None, workers: int | None = None,
-                  force: bool = False, progress: bool = True) -> MergeSummary:
+                  force: bool = False, progress: bool = True, enhancer: FaceEnhancerFunc | None = None) -> MergeSummary:
     """Merge every frame of a prepared context and save ``merge_config.json``."""
     cfg = cfg.copy().validate()
     if cfg.morph_value is None and ctx.model_info.get("model_type") == "AMP":
@@ -374,7 +379,7 @@ def merge_context(ctx: MergeContext, cfg: MergeConfig, *, frame_configs: Mapping
     return merge_frames(ctx.infos, ws.merged_dir, ws.merged_mask_dir, ctx.predictor, cfg,
                         model_id=ctx.model_id, frame_configs=frame_configs, xseg=xseg,
                         batch_frames=batch_frames or default_batch(ctx.device_type), workers=workers,
-                        force=force, progress=progress)
+                        force=force, progress=progress, enhancer=enhancer)
 
 
 def merge_folder(workspace: Workspace, model_path: Path | None, cfg: MergeConfig, *, device: str = "auto",
@@ -382,10 +387,10 @@ def merge_folder(workspace: Workspace, model_path: Path | None, cfg: MergeConfig
                  alignments: Mapping[str, list[np.ndarray]] | None = None,
                  frame_configs: Mapping[str, MergeConfig] | None = None, xseg: XSegFunc | None = None,
                  batch_frames: int | None = None, workers: int | None = None, force: bool = False,
-                 progress: bool = True) -> MergeSummary:
+                 progress: bool = True, enhancer: FaceEnhancerFunc | None = None) -> MergeSummary:
     """Merge all of ``workspace``'s dst frames with the model at ``model_path`` (or ``predictor``)."""
     cfg.validate()
     ctx = prepare_merge(workspace, model_path, device=device, predictor=predictor, model_info=model_info,
                         alignments=alignments)
     return merge_context(ctx, cfg, frame_configs=frame_configs, xseg=xseg, batch_frames=batch_frames,
-                         workers=workers, force=force, progress=progress)
+                         workers=workers, force=force, progress=progress, enhancer=enhancer)

@@ -35,6 +35,7 @@ ADJUST_KEYS: dict[str, tuple[str, int, int]] = {
     "r": ("add_motion_blur_power", 1, 5), "f": ("add_motion_blur_power", -1, -5),
     "y": ("add_blursharpen_amount", 1, 5), "h": ("add_blursharpen_amount", -1, -5),
     "u": ("add_output_face_scale", 1, 5), "j": ("add_output_face_scale", -1, -5),
+    "t": ("add_super_resolution_power", 1, 5), "g": ("add_super_resolution_power", -1, -5),
     "i": ("add_image_denoise_power", 1, 5), "k": ("add_image_denoise_power", -1, -5),
     "o": ("add_bicubic_degrade_power", 1, 5), "l": ("add_bicubic_degrade_power", -1, -5),
     "p": ("add_color_degrade_power", 1, 5), ";": ("add_color_degrade_power", -1, -1),
@@ -52,7 +53,7 @@ HELP_LINES = [
     "x  mask mode        c  colour transfer     n  sharpen mode     z  masked hist-match",
     "w/s erode +/-       e/d blur +/-           r/f motion blur +/-",
     "q/a hist-match threshold +/-               u/j output face scale +/-",
-    "y/h sharpen (+) / blur (-)                 t/g super resolution (needs a face enhancer)",
+    "y/h sharpen (+) / blur (-)                 t/g super resolution +/- (DFL's FaceEnhancer.npy)",
     "i/k denoise +/-     o/l bicubic degrade +/-   p/; colour degrade +/- (: -5)",
     "[ ]  AMP morph value -/+",
     ". next frame     , previous frame     < first frame     > merge the remaining frames",
@@ -139,8 +140,6 @@ class MergeSession:
             getattr(cfg, name)(big if shift else step)
         elif base in TOGGLE_KEYS:
             getattr(cfg, TOGGLE_KEYS[base])()
-        elif base in ("t", "g"):
-            msg = "super resolution needs a face-enhancer model, which dfl does not ship"
         elif base in ("[", "]"):
             if cfg.morph_value is None:
                 msg = "morph value applies to AMP models only"
@@ -374,7 +373,7 @@ def run_loop(session: MergeSession, render: Renderer, ui: UI,
 
 
 def merge_interactive(ctx, cfg: MergeConfig, ui: UI | None = None, session_path: Path | None = None,
-                      xseg=None, **merge_kwargs):
+                      xseg=None, enhancer=None, **merge_kwargs):
     """Tune settings in a window, save the session beside the model, then merge every frame with its
     settings (frames already merged identically are skipped).  Returns the merge summary."""
     from dfl.merge.face import merge_frame
@@ -391,7 +390,7 @@ def merge_interactive(ctx, cfg: MergeConfig, ui: UI | None = None, session_path:
         frame = _read(info.path)
         try:
             return merge_frame(frame, info.landmarks, ctx.predictor, c, xseg,
-                               [info.motion] * len(info.landmarks))
+                               [info.motion] * len(info.landmarks), enhancer=enhancer)
         except Exception as exc:  # noqa: BLE001 - show the problem (e.g. XSeg missing), keep the session
             session.message = str(exc).splitlines()[0][:160]
             return frame, np.zeros(frame.shape[:2], np.float32)
@@ -408,4 +407,4 @@ def merge_interactive(ctx, cfg: MergeConfig, ui: UI | None = None, session_path:
         if own_ui:
             ui.close()
     save(session)
-    return merge_context(ctx, cfg, frame_configs=session.all_configs(), xseg=xseg, **merge_kwargs)
+    return merge_context(ctx, cfg, frame_configs=session.all_configs(), xseg=xseg, enhancer=enhancer, **merge_kwargs)

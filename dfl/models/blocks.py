@@ -53,6 +53,31 @@ def conv2d(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, padding: 
     return init_glorot(Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=pad))  # type: ignore[return-value]
 
 
+class ConvTranspose2dSame(nn.ConvTranspose2d):
+    """TensorFlow's ``conv2d_transpose`` with ``padding='SAME'`` (DFL's Conv2DTranspose): output = input x stride.
+
+    TF pads the matching forward convolution by ``max(k - s, 0)`` in total, the smaller half first, so the
+    transposed result drops that half from its start and the rest from its end.  ``nn.ConvTranspose2d``'s
+    ``padding`` drops equal amounts from both ends, which for an odd total (DFL's 3x3 stride-2 layers) puts
+    every output one pixel off DFL's.  Same parameters and state dict as ``nn.ConvTranspose2d``.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1) -> None:
+        super().__init__(in_ch, out_ch, kernel_size, stride=stride, padding=0)
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        y = super().forward(x)
+        k, s = self.kernel_size[0], self.stride[0]
+        before = max(k - s, 0) // 2
+        h, w = x.shape[-2] * s, x.shape[-1] * s
+        return y[..., before:before + h, before:before + w]
+
+
+def conv_transpose2d(in_ch: int, out_ch: int, kernel_size: int, stride: int = 2) -> ConvTranspose2dSame:
+    """A transposed convolution as DFL's Conv2DTranspose (SAME padding, Glorot init, zero bias)."""
+    return init_glorot(ConvTranspose2dSame(in_ch, out_ch, kernel_size, stride))  # type: ignore[return-value]
+
+
 def same_input_convs(x: Tensor, convs: list[nn.Conv2d]) -> Tensor:
     """``torch.cat([c(x) for c in convs], 1)`` as one convolution (1x1 kernels zero-padded to the largest).
 

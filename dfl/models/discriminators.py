@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dfl.models.blocks import conv2d, init_glorot
+from dfl.models.blocks import conv2d, conv_transpose2d
 
 
 class CodeDiscriminator(nn.Module):
@@ -76,8 +76,7 @@ class UNetPatchDiscriminator(nn.Module):
         for i, (k, s) in enumerate(layers):
             convs.append(conv2d(chs[i - 1], chs[i], k, stride=s))
             up_in = chs[i] * (2 if i != len(layers) - 1 else 1)
-            up = nn.ConvTranspose2d(up_in, chs[i - 1], k, stride=s, padding=k // 2, output_padding=s - 1)
-            upconvs.insert(0, init_glorot(up))
+            upconvs.insert(0, conv_transpose2d(up_in, chs[i - 1], k, stride=s))
         self.convs = nn.ModuleList(convs)
         self.upconvs = nn.ModuleList(upconvs)
         last = chs[len(layers) - 1]

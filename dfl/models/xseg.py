@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dfl.models.blocks import conv2d, dense, init_glorot
+from dfl.models.blocks import conv2d, conv_transpose2d, dense
 
 _BLUR_TAPS = {1: [1.0], 2: [1.0, 1.0], 3: [1.0, 2.0, 1.0], 4: [1.0, 3.0, 3.0, 1.0],
               5: [1.0, 4.0, 6.0, 4.0, 1.0]}
@@ -76,7 +76,7 @@ class ConvBlock(nn.Module):
 class UpConvBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int) -> None:
         super().__init__()
-        self.conv = init_glorot(nn.ConvTranspose2d(in_ch, out_ch, 3, stride=2, padding=1, output_padding=1))
+        self.conv = conv_transpose2d(in_ch, out_ch, 3, stride=2)
         self.frn = FRNorm2d(out_ch)
         self.tlu = TLU(out_ch)
 

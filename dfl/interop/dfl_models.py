@@ -1,0 +1,126 @@
+"""What each DFL model type is on disk and how it maps onto dfl: networks, option names, loss columns.
+
+One function per model type, kept apart so each can move into its model's registered spec later.
+A DFL model ``<name>_<Type>`` saves ``<name>_<Type>_<network>.npy`` per network (dfl's networks carry
+DFL's network names, so the file stem is the dfl network name and the leras variable names follow
+:func:`dfl.leras.leras_name`), the discriminators ``GAN.npy`` / ``code_discriminator.npy`` when
+training used them, optimiser states (``<name>_<Type>_<optimiser>.npy``: ``iters`` and one moment per
+trained variable, named after the variable's full TensorFlow name), and ``<name>_<Type>_data.dat``:
+``iter``, ``options``, ``loss_history`` (one ``[src_loss, dst_loss]`` row per iteration) and a preview sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# DFL option names that dfl spells differently (older DFL versions used some of these).
+RENAMED = {"eyes_prio": "eyes_mouth_prio"}
+# DFL options with no dfl counterpart, and why (shown in the import summary).
+NOT_CARRIED = {
+    "models_opt_on_gpu": "dfl places models by --device",
+    "autobackup_hour": "dfl backs up by iterations: --backup-every",
+    "write_preview_history": "dfl keeps preview.png and history.png",
+    "target_iter": "a dfl train flag: --target-iter",
+    "random_flip": "replaced by random_src_flip / random_dst_flip in DFL itself",
+    "use_fp16": "dfl picks precision per run: --precision",
+}
+LOSS_NAMES = ("src_loss", "dst_loss")   # the columns of DFL's loss_history for SAEHD, AMP and Quick96
+
+
+@dataclass(frozen=True)
+class DflModelType:
+    """How one DFL model type maps onto dfl."""
+
+    name: str                                        # "SAEHD", as in DFL's file names and in dfl
+    networks: Callable[[dict[str, Any]], list[str]]  # network file stems for the (dfl) options
+    scopes: dict[str, str]                           # dfl network -> DFL's TF scope, where they differ
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars (DFL's options hold ``np.clip`` results) as Python values."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def saehd_networks(options: dict[str, Any]) -> list[str]:
+    if str(options.get("archi", "df")).startswith("liae"):
+        return ["encoder", "inter_AB", "inter_B", "decoder"]
+    return ["encoder", "inter", "decoder_src", "decoder_dst"]
+
+
+def amp_networks(options: dict[str, Any]) -> list[str]:
+    return ["encoder", "inter_src", "inter_dst", "decoder"]
+
+
+MODEL_TYPES: dict[str, DflModelType] = {
+    # SAEHD's GAN is saved as GAN.npy but built as "D_src"; its code discriminator as "dis"
+    "SAEHD": DflModelType("SAEHD", saehd_networks, {"GAN": "D_src", "code_discriminator": "dis"}),
+    "AMP": DflModelType("AMP", amp_networks, {}),
+    "Quick96": DflModelType("Quick96", saehd_networks, {}),   # DFL's Quick96 is SAEHD df-ud at fixed dims
+}
+# dfl optimiser state key -> the prefix DFL's optimiser gives its variable per trained variable
+OPTIMIZER_SLOTS = {"m": "ms_", "v": "vs_", "a": "acc_"}   # AdaBelief m, v; RMSprop accumulator
+
+
+def optimizer_variable(slot: str, scope: str, leras: str) -> str:
+    """DFL's name for an optimiser slot of variable ``<scope>/<leras>`` (``leras`` ends in ``:0``):
+    leras' optimisers make ``ms_`` + the variable's name with ``:`` turned into ``_``."""
+    return f"{OPTIMIZER_SLOTS[slot]}{scope}/{leras}".replace(":", "_") + ":0"
+
+
+def map_options(model_type: str, dfl_options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """(dfl options before validation, {DFL option: why it is not carried}) for a DFL options dict.
+
+    Names dfl knows carry over as they are (numpy scalars made plain); DFL's old boolean ``lr_dropout``
+    becomes y/n as DFL itself converts it; Quick96's networks are fixed, so only its flips carry.
+    """
+    from dfl.models.options import MODEL_OPTIONS
+
+    known = {s.name for s in MODEL_OPTIONS[model_type]}
+    mapped: dict[str, Any] = {}
+    dropped: dict[str, str] = {}
+    for key, value in dfl_options.items():
+        name = RENAMED.get(key, key)
+        value = plain(value)
+        if name in known:
+            if name == "lr_dropout" and isinstance(value, bool):
+                value = "y" if value else "n"
+            mapped[name] = value
+        elif model_type == "Quick96" and key == "batch_size":
+            continue                                  # fixed at 4 by the preset, in DFL as here
+        else:
+            dropped[key] = NOT_CARRIED.get(key, "not an option of dfl's " + model_type)
+    return mapped, dropped
+
+
+def loss_history(rows: Any, max_points: int) -> dict[str, Any]:
+    """DFL's per-iteration ``[src, dst]`` rows as dfl's history (``names``/``iters``/``values``).
+
+    Row ``i`` is iteration ``i + 1``.  Longer histories are averaged over runs of 2^k rows (the last
+    iteration of each run names it) so at most ``max_points`` remain, as dfl's own history thins.
+    """
+    arr = np.asarray(rows if rows is not None else [], np.float64)
+    if arr.size == 0:
+        return {}
+    if arr.ndim != 2:
+        raise ValueError(f"loss history rows of shape {arr.shape}")
+    n, cols = arr.shape
+    names = list(LOSS_NAMES[:cols]) + [f"loss_{i}" for i in range(len(LOSS_NAMES), cols)]
+    step = 1
+    while -(-n // step) > max_points:
+        step *= 2
+    iters = np.arange(1, n + 1)
+    if step > 1:
+        full = n // step * step
+        means = arr[:full].reshape(-1, step, cols).mean(1)
+        ends = iters[step - 1:full:step]
+        if full < n:
+            means = np.vstack([means, arr[full:].mean(0, keepdims=True)])
+            ends = np.append(ends, n)
+        arr, iters = means, ends
+    return {"names": names, "iters": [int(i) for i in iters], "values": arr.tolist()}
