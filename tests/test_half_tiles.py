@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dfl.models import build_model, winograd
+from dfl.models import build_model
+from dfl.ops import half_tiles, winograd
 from dfl.training.objective import Objective
 from dfl.training.trainer import resolve_precision
 
@@ -30,7 +31,7 @@ def test_half_tiles_match_the_direct_convolution_to_float16_rounding(shape, grad
     gy = torch.randn(n, co, h, w, generator=g) * grad_size
     ref = F.conv2d(x.double(), wt.double(), b.double(), padding=1)
     ref_grads = torch.autograd.grad(ref, (x, wt, b), gy.double())
-    with winograd.half_tiles() as status:
+    with half_tiles() as status:
         out = winograd.conv3x3(x, wt, b)
     grads = torch.autograd.grad(out, (x, wt, b), gy)
     assert out.dtype == torch.float32 and not status.overflowed
@@ -48,7 +49,7 @@ def test_half_tiles_with_depth_to_space():
     ref = winograd.conv3x3(x, wt, b, depth_to_space=True)
     gy = torch.randn(ref.shape, generator=g) * 1e-7
     ref_grads = torch.autograd.grad(ref, (x, wt, b), gy)
-    with winograd.half_tiles():
+    with half_tiles():
         out = winograd.conv3x3(x, wt, b, depth_to_space=True)
     assert _rel(out, ref) < 1e-2
     for got, want in zip(torch.autograd.grad(out, (x, wt, b), gy), ref_grads):
@@ -60,7 +61,7 @@ def test_only_differentiated_convolutions_use_half_tiles():
     g = torch.Generator().manual_seed(5)
     x = torch.randn(1, 64, 16, 16, generator=g)
     wt = torch.randn(128, 64, 3, 3, generator=g) * 0.05
-    with winograd.half_tiles(), torch.no_grad():
+    with half_tiles(), torch.no_grad():
         out = winograd.conv3x3(x, wt)
     assert _rel(out, F.conv2d(x, wt, padding=1)) < 1e-5
 
@@ -69,11 +70,11 @@ def test_float16_overflow_is_flagged():
     g = torch.Generator().manual_seed(6)
     x = (torch.randn(1, 64, 8, 8, generator=g) * 1e4).requires_grad_()   # tiles beyond float16's 65504
     wt = (torch.randn(128, 64, 3, 3, generator=g) * 0.05).requires_grad_()
-    with winograd.half_tiles() as status:
+    with half_tiles() as status:
         out = winograd.conv3x3(x, wt)
     out.sum().backward()
     assert status.overflowed
-    with winograd.half_tiles() as fine:
+    with half_tiles() as fine:
         out = winograd.conv3x3(x / 1e4, wt)
     out.sum().backward()
     assert not fine.overflowed

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dfl.models import build_model, im2col, strided, winograd
+from dfl.models import build_model
+from dfl.ops import im2col, kernel_cache, strided, winograd
 from dfl.models.blocks import Conv2d, conv2d, same_input_convs
 
 
@@ -111,7 +112,7 @@ def test_applies_only_where_it_gains(monkeypatch):
         assert not winograd.applies(big, x)
     with torch.no_grad():  # inference without a kernel cache: only on larger maps
         assert not winograd.applies(big, torch.randn(8, 256, 16, 16))
-        with winograd.kernel_cache():
+        with kernel_cache():
             assert winograd.applies(big, torch.randn(8, 256, 16, 16))
 
 
@@ -134,7 +135,7 @@ def test_wide_layers_of_small_maps_only_when_freed_memory_is_kept(monkeypatch):
     monkeypatch.setattr(winograd, "freed_memory_kept", lambda: True)
     assert winograd.applies(wide, x)
     assert winograd.applies(conv2d(1024, 2048, 3), torch.randn(16, 1024, 8, 8, requires_grad=True))  # LIAE's
-    with torch.no_grad(), winograd.kernel_cache():  # inference caches whole kernels: not 302 MB of them
+    with torch.no_grad(), kernel_cache():  # inference caches whole kernels: not 302 MB of them
         assert winograd.applies(wide, x)
         assert not winograd.applies(conv2d(1024, 2048, 3), torch.randn(16, 1024, 8, 8))
 
@@ -177,13 +178,13 @@ def test_kernel_cache_is_used_inside_its_block_and_never_outside():
         conv.weight.data.mul_(2.0)  # an optimiser-style update that does not bump the version counter
         assert torch.allclose(conv(x), 2 * before - conv.bias[None, :, None, None], rtol=1e-4, atol=1e-4)
         store: dict = {}
-        with winograd.kernel_cache(store):
+        with kernel_cache(store):
             first = conv(x)
         assert len(store) == 1
         conv.weight.data.mul_(0.5)
-        with winograd.kernel_cache(store):  # the same store: frozen weights are this block's promise
+        with kernel_cache(store):  # the same store: frozen weights are this block's promise
             assert torch.equal(conv(x), first)
-        with winograd.kernel_cache():       # a fresh block sees the new weights
+        with kernel_cache():       # a fresh block sees the new weights
             assert torch.allclose(conv(x), before, rtol=1e-4, atol=1e-4)
 
 

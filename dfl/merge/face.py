@@ -74,9 +74,9 @@ class ModelPredictor:
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         torch = self._torch
         outs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        from dfl.models.winograd import kernel_cache
+        from dfl.models.runtime import frozen_weights
 
-        with torch.inference_mode(), kernel_cache(self._kernels):
+        with torch.inference_mode(), frozen_weights(self._kernels):
             for i in range(0, len(faces), self.batch_limit):
                 x = torch.from_numpy(np.ascontiguousarray(faces[i:i + self.batch_limit])).permute(0, 3, 1, 2)
                 x = x.to(self.device, dtype=torch.float32)

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dfl.models import im2col, strided, winograd
+from dfl import ops
+from dfl.ops.layout import depth_to_space
 
 
 def init_glorot(module: nn.Module) -> nn.Module:
@@ -32,19 +33,14 @@ def init_glorot(module: nn.Module) -> nn.Module:
 
 
 class Conv2d(nn.Conv2d):
-    """``nn.Conv2d`` (same parameters and state dict) that runs large 3x3 float32 CPU convolutions by
-    Winograd F(4x4, 3x3), about twice as fast there to train (see :mod:`dfl.models.winograd`), those of
-    small maps to very many channels as one GEMM (:mod:`dfl.models.im2col`), and large 5x5 stride-2 ones
-    as Winograd over the space-to-depth input (:mod:`dfl.models.strided`)."""
+    """``nn.Conv2d`` (same parameters and state dict) that runs on a CPU kernel of :mod:`dfl.ops` where one
+    applies (large 3x3 float32 CPU convolutions by Winograd F(4x4, 3x3), about twice as fast there to train;
+    small maps to very many channels as one GEMM; large 5x5 stride-2 ones as Winograd over the
+    space-to-depth input), else as ``nn.Conv2d``."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if winograd.applies(self, x):
-            return winograd.conv3x3(x, self.weight, self.bias)
-        if im2col.applies(self, x):
-            return im2col.conv3x3(x, self.weight, self.bias)
-        if strided.applies(self, x):
-            return strided.conv5x5_stride2(x, self.weight, self.bias)
-        return super().forward(x)
+        y = ops.conv2d(self, x)
+        return super().forward(x) if y is None else y
 
 
 def conv2d(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, padding: int | None = None) -> nn.Conv2d:
@@ -99,24 +95,6 @@ def dense(in_ch: int, out_ch: int) -> nn.Linear:
     return init_glorot(nn.Linear(in_ch, out_ch))  # type: ignore[return-value]
 
 
-def depth_to_space(x: Tensor, size: int = 2) -> Tensor:
-    """TensorFlow's ``depth_to_space`` (DCR order) on NCHW tensors.
-
-    Input channel ``(i * size + j) * oc + c`` lands at output ``(c, h * size + i, w * size + j)``;
-    ``nn.PixelShuffle`` would instead read channel ``c * size * size + i * size + j``.  One permuted
-    copy in the tensor's own memory layout (NCHW or channels_last) does it; that is several times
-    faster than regrouping channels and then pixel-shuffling.
-    """
-    n, c, h, w = x.shape
-    oc = c // (size * size)
-    if winograd.channels_last_only(x):
-        y = x.permute(0, 2, 3, 1).reshape(n, h, w, size, size, oc)
-        y = y.permute(0, 1, 3, 2, 4, 5).reshape(n, h * size, w * size, oc)
-        return y.permute(0, 3, 1, 2)  # NCHW view of a channels_last tensor
-    y = x.reshape(n, size, size, oc, h, w).permute(0, 3, 4, 1, 5, 2)
-    return y.reshape(n, oc, h * size, w * size)
-
-
 def pixel_norm(x: Tensor, dim: int = -1, eps: float = 1e-6) -> Tensor:
     """DFL's pixel norm: divide by the root mean square along ``dim`` (the ``-u`` archi option)."""
     xf = x.float()
@@ -163,8 +141,8 @@ class Upscale(nn.Module):
         self.conv1 = conv2d(in_ch, out_ch * 4, kernel_size)
 
     def forward(self, x: Tensor) -> Tensor:
-        if winograd.applies(self.conv1, x):  # shuffled as the convolution writes it (LeakyReLU commutes)
-            y = winograd.conv3x3(x, self.conv1.weight, self.conv1.bias, depth_to_space=True)
+        y = ops.conv2d(self.conv1, x, depth_to_space=True)  # shuffled as a kernel writes it (LeakyReLU commutes)
+        if y is not None:
             return F.leaky_relu(y, 0.1, inplace=True)
         return depth_to_space(F.leaky_relu(self.conv1(x), 0.1, inplace=True), 2)
 

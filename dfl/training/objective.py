@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dfl.models import winograd
+from dfl.models import runtime
 from dfl.models.base import SwapModel
 from dfl.models.discriminators import CodeDiscriminator, UNetPatchDiscriminator
 from dfl.training import losses as L
@@ -195,7 +195,7 @@ class Objective:
     """Owns the discriminators and the optimisers of one model and runs DFL's training iteration.
 
     ``precision``: "fp32", "bf16" or "fp16" (autocast, weights stay fp32; fp16 uses a grad scaler).  On the
-    CPU, "fp16" is not autocast but :func:`dfl.models.winograd.half_tiles`: the Winograd convolutions keep
+    CPU, "fp16" is not autocast but :func:`dfl.models.runtime.half_tiles`: the Winograd convolutions keep
     their tiles in float16 and everything else stays float32; a step whose gradients overflow there is
     recomputed in float32 (counted in ``fp32_retries``) instead of being applied.
     ``channels_last``: feed the networks NHWC-strided tensors (faster convolutions on CPU and GPU).
@@ -237,7 +237,7 @@ class Objective:
 
     def _autocast(self, half_tiles: bool = False):
         if half_tiles:
-            return winograd.half_tiles()
+            return runtime.half_tiles()
         if self._autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self._autocast_dtype)
@@ -255,7 +255,7 @@ class Objective:
         return out
 
     def _backward_step(self, loss: Tensor, opt: torch.optim.Optimizer,
-                       half: winograd.HalfTiles | None = None) -> bool:
+                       half: runtime.HalfTiles | None = None) -> bool:
         """Backward and optimiser step; False (nothing applied) when ``half`` saw a gradient overflow."""
         opt.zero_grad(set_to_none=True)
         if self.scaler is not None:

@@ -98,7 +98,7 @@ def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
 def cpu_has_fp16(cpuinfo: str | None = None) -> bool:
     """True when the CPU has AVX-512 FP16 (``avx512_fp16``): there oneDNN multiplies float16 matrices at the
     float32 rate (accumulating in float32), so ``fp16`` (float16 Winograd tiles, see
-    :func:`dfl.models.winograd.half_tiles`) trains faster than fp32 by moving fewer bytes.  Elsewhere
+    :func:`dfl.models.runtime.half_tiles`) trains faster than fp32 by moving fewer bytes.  Elsewhere
     float16 GEMMs may be emulated, and slow."""
     return "avx512_fp16" in cpu_flags(cpuinfo)
 
@@ -121,11 +121,11 @@ def resolve_precision(precision: str, device: torch.device, cpuinfo: str | None 
 
 def tune_cpu_for_training() -> None:
     """Flush denormal floats to zero, as TensorFlow does on the CPU (so DFL trained that way too), and keep
-    freed memory in the process for the next step (:func:`dfl.device.keep_freed_memory`).
+    freed memory in the process for the next step (:func:`dfl.models.runtime.keep_freed_memory`).
 
     Tiny gradients and optimiser moments otherwise hit the CPU's slow denormal path.
     """
-    from dfl.device import keep_freed_memory
+    from dfl.models.runtime import keep_freed_memory
 
     torch.set_flush_denormal(True)
     keep_freed_memory()

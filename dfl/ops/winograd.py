@@ -17,22 +17,23 @@ measured shape rules of :func:`pays`.  Results equal the direct convolution to ~
 (fp32 rounding of the transforms), well inside what training or merging can notice.
 
 On GPUs cuDNN picks its own Winograd kernels, so this is for float32 on the CPU only, outside autocast.
-``DFL_WINOGRAD=0`` turns it off (and the other CPU convolution paths, :mod:`dfl.models.im2col` and
-:mod:`dfl.models.strided`).
+``DFL_WINOGRAD=0`` turns it off (and the other CPU convolution paths, :mod:`dfl.ops.im2col` and
+:mod:`dfl.ops.strided`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import threading
-from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
 
-from dfl.device import freed_memory_kept
+from dfl.ops import cache, half
+from dfl.ops.half import HalfTiles, tile_dtype
+from dfl.ops.layout import channels_last_only
+from dfl.ops.layout import depth_to_space as shuffle
+from dfl.ops.memory import freed_memory_kept
 
 _BT = ((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0),
        (0, -2, -1, 2, 1, 0), (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1))
@@ -44,7 +45,7 @@ _MATS: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor, Tensor]] = {
 MIN_IN_CHANNELS = 64
 MIN_OUT_CHANNELS = 128
 # Narrower layers of large maps gain only when their large temporaries (tiles are 2.25x the map) do not
-# come as fresh pages from the kernel every call: with dfl.device.keep_freed_memory() SAEHD's 8x128x64x64
+# come as fresh pages from the kernel every call: with dfl.ops.memory.keep_freed_memory() SAEHD's 8x128x64x64
 # layers gain 1.7x, without it nothing (Quick96's 4x128x48x48 gains 2.6x either way).  Beyond
 # LARGE_INPUT_KEPT (AMP 224's 16x128x112x112) the saved tiles cost more memory (+1.2 GB) than the ~5% is worth.
 MIN_OUT_CHANNELS_LARGE_INPUT = 160
@@ -57,42 +58,6 @@ MIN_SIDE = 8
 MAX_KERNEL_TO_TILE_RATIO = 12
 MAX_KEPT_KERNEL_FLOATS = 1 << 25
 MIN_SIDE_UNCACHED_INFERENCE = 24  # below this, re-transforming the kernels every call costs the gain
-_STATE = threading.local()
-
-
-class HalfTiles:
-    """What :func:`half_tiles` yields: ``overflowed`` turns true when a backward pass of a convolution run
-    inside the block met a non-finite gradient (float16 overflow, or the loss itself), so that the caller can
-    recompute that step in float32 instead of applying it."""
-
-    def __init__(self) -> None:
-        self.overflowed = False
-
-
-@contextlib.contextmanager
-def half_tiles(on: bool = True) -> Iterator[HalfTiles]:
-    """Within this block, differentiated Winograd convolutions keep their tiles, transformed kernels and
-    products in float16 (``--precision fp16`` on the CPU); activations, weights and gradients stay float32.
-
-    Why: on CPUs with AVX-512 FP16, oneDNN multiplies float16 matrices at the float32 rate while accumulating
-    in float32, so the GEMMs cost the same, but the tile data every transform reads and writes is half the
-    bytes (and a step's saved tiles half the memory): SAEHD df-ud and liae-ud 128 5-10% faster per step, AMP
-    224 2-12%, 0.2-0.8 GB less peak (measured on 2 cores).  Outputs differ from float32 by about 0.4% relative, like bf16 autocast on a GPU.
-    Gradients are scaled per call into float16's range (see ``_Winograd3x3.backward``), so no loss scaler is
-    needed.  Convolutions without autograd (merging, previews) stay float32.
-    """
-    prev = getattr(_STATE, "half", None)
-    status = HalfTiles()
-    _STATE.half = status if on else None
-    try:
-        yield status
-    finally:
-        _STATE.half = prev
-
-
-def tile_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype of the Winograd tiles of a differentiated ``dtype`` convolution here (see :func:`half_tiles`)."""
-    return dtype if getattr(_STATE, "half", None) is None else torch.float16
 
 
 def enabled() -> bool:
@@ -118,27 +83,6 @@ def _autocast_on() -> bool:
         return torch.is_autocast_cpu_enabled()
 
 
-@contextlib.contextmanager
-def kernel_cache(store: dict | None = None) -> Iterator[dict]:
-    """Within this block the weights do not change (merging), so each layer's transformed kernels are
-    computed once and kept in ``store`` (pass the same dict again to keep them across blocks).
-
-    Kernels are never cached outside such a block: the optimisers update weights in place through views
-    that do not bump the parameters' version counters, so a cache could not tell that they changed.
-    """
-    prev = getattr(_STATE, "cache", None)
-    _STATE.cache = {} if store is None else store
-    try:
-        yield _STATE.cache
-    finally:
-        _STATE.cache = prev
-
-
-def channels_last_only(t: Tensor) -> bool:
-    """``t`` is laid out channels_last and not also plainly contiguous (e.g. a 1x1 map would be both)."""
-    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
-
-
 def needs_grad(x: Tensor, conv: nn.Conv2d) -> bool:
     """Whether ``conv(x)`` will be differentiated (training), so kernels are transformed every call."""
     return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in conv.parameters()))
@@ -156,7 +100,7 @@ def cpu_fp32_conv(conv: nn.Conv2d, x: Tensor, kernel: int, stride: int, padding:
 
 def cpu_same_3x3(conv: nn.Conv2d, x: Tensor) -> bool:
     """``conv(x)`` is a 3x3, stride 1, pad 1 :func:`cpu_fp32_conv`: what both this module and
-    :mod:`dfl.models.im2col` require."""
+    :mod:`dfl.ops.im2col` require."""
     return cpu_fp32_conv(conv, x, 3, 1, 1)
 
 
@@ -187,7 +131,7 @@ def pays(in_ch: int, out_ch: int, shape: tuple[int, ...], training: bool) -> boo
             numel > LARGE_INPUT_KEPT or not freed_memory_kept()):
         return False
     min_side = MIN_SIDE
-    if getattr(_STATE, "cache", None) is None and not training:
+    if cache.active() is None and not training:
         min_side = MIN_SIDE_UNCACHED_INFERENCE
     return min(h, w) >= min_side
 
@@ -410,7 +354,7 @@ class _Winograd3x3(torch.autograd.Function):
         ctx.dims = (n, c, h, w, th, tw)
         ctx.has_bias = bias is not None
         ctx.d2s = d2s
-        ctx.half = getattr(_STATE, "half", None) if dt != x.dtype else None
+        ctx.half = half.active() if dt != x.dtype else None
         return out
 
     @staticmethod
@@ -476,10 +420,9 @@ def conv3x3(x: Tensor, weight: Tensor, bias: Tensor | None = None, depth_to_spac
     """``F.conv2d(x, weight, bias, padding=1)`` for 3x3 kernels, by Winograd F(4x4, 3x3).
 
     ``depth_to_space``: TensorFlow's depth_to_space x2 of it instead (DFL's Upscale), shuffled as it is written.
-    Without autograd (merging, previews), inside :func:`kernel_cache` the transformed kernels are reused.
+    Without autograd (merging, previews), inside :func:`dfl.ops.cache.kernel_cache` the transformed kernels are reused.
     """
     if depth_to_space and (x.shape[-2] % 4 or x.shape[-1] % 4 or _compiling()):
-        from dfl.models.blocks import depth_to_space as shuffle
         return shuffle(conv3x3(x, weight, bias), 2)
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                     or (bias is not None and bias.requires_grad)):
@@ -487,12 +430,12 @@ def conv3x3(x: Tensor, weight: Tensor, bias: Tensor | None = None, depth_to_spac
     with torch.no_grad():
         n, _, h, w = x.shape
         th, tw = -(-h // 4), -(-w // 4)
-        cache = getattr(_STATE, "cache", None)
-        hit = cache.get(id(weight)) if cache is not None else None
+        store = cache.active()
+        hit = store.get(id(weight)) if store is not None else None
         if hit is not None and hit[0] is weight:
             u = hit[1]
         else:
             u = _kernel_transform(weight).contiguous()
-            if cache is not None:
-                cache[id(weight)] = (weight, u)  # the weight itself is kept so that its id stays unique
+            if store is not None:
+                store[id(weight)] = (weight, u)  # the weight itself is kept so that its id stays unique
         return _output(torch.bmm(_input_tiles(x, th, tw), u), bias, n, h, w, th, tw, depth_to_space)

@@ -1,5 +1,5 @@
 """5x5 stride-2 convolutions (DFL's Downscale) as 3x3 stride-1 convolutions of the space-to-depth input,
-so that Winograd (:mod:`dfl.models.winograd`) applies to them on the CPU.
+so that Winograd (:mod:`dfl.ops.winograd`) applies to them on the CPU.
 
 Why: the encoder's 5x5/stride-2 convolutions are a tenth of a SAEHD training step on 2 CPU cores, and
 oneDNN already runs them at the cores' peak, so only less arithmetic helps.  Splitting the zero-padded
@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dfl.models import winograd
+from dfl.ops import winograd
 
 MIN_OUT_SIDE = 16
 

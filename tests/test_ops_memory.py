@@ -11,7 +11,7 @@ import pytest
 _FAULTS = """
 import resource, sys, torch
 if sys.argv[1] == "keep":
-    from dfl.device import keep_freed_memory, freed_memory_kept
+    from dfl.ops.memory import keep_freed_memory, freed_memory_kept
     assert keep_freed_memory() and freed_memory_kept()
 for _ in range(10):  # warm up: the first allocations fault in either way (glibc settles in a few)
     torch.ones(16 << 20)
@@ -37,9 +37,9 @@ def test_keep_freed_memory_stops_refaulting_large_temporaries():
 
 
 def test_keep_freed_memory_is_harmless_where_it_does_not_apply(monkeypatch):
-    from dfl import device
+    from dfl.ops import memory
 
-    monkeypatch.setattr(device.sys, "platform", "darwin")
-    monkeypatch.setattr(device, "_KEPT", False)
-    assert device.keep_freed_memory() is False
-    assert device.freed_memory_kept() is False
+    monkeypatch.setattr(memory.sys, "platform", "darwin")
+    monkeypatch.setattr(memory, "_KEPT", False)
+    assert memory.keep_freed_memory() is False
+    assert memory.freed_memory_kept() is False

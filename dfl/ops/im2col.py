@@ -2,7 +2,7 @@
 
 Why: the first upscale of SAEHD's decoders (and LIAE's inter) takes an 8x8 map to 2048 channels; oneDNN's
 direct convolution runs such layers at about half the cores' GEMM rate (few pixels, huge kernels).
-Winograd takes them first where it pays (:func:`dfl.models.winograd.pays`: when freed memory is kept, as
+Winograd takes them first where it pays (:func:`dfl.ops.winograd.pays`: when freed memory is kept, as
 in training); such layers in a process that does not keep freed memory (merging) come here.  Gathering
 the 3x3 neighbourhoods of the few pixels into rows and multiplying by the flattened kernels is one large,
 efficient GEMM forward and two backward (through autograd).  Measured on 2 cores, forward + backward: 8x8 maps to 2048 channels 1.3-1.5x faster,
@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dfl.models import winograd
+from dfl.ops import winograd
+from dfl.ops.layout import channels_last_only
 
 MIN_OUT_CHANNELS = 2048
 MAX_PIXELS = 64  # output map of at most 8x8
@@ -42,7 +43,7 @@ def conv3x3(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     co = weight.shape[0]
     padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1))             # N, H+2, W+2, C
     patches = padded.unfold(1, 3, 1).unfold(2, 3, 1)                          # N, H, W, C, ky, kx
-    if winograd.channels_last_only(weight):
+    if channels_last_only(weight):
         rows = patches.permute(0, 1, 2, 4, 5, 3).reshape(n * h * w, 9 * c)
         kernels = weight.permute(0, 2, 3, 1).reshape(co, 9 * c).t()
     else:
