@@ -21,7 +21,6 @@ from dfl.errors import DflError
 from dfl.workspace import SIDES, Workspace
 
 DEFAULT_MINUTES = 5.0
-MODEL_TYPE = "Quick96"
 MODEL_NAME = "demo"
 Echo = Callable[[str], None]
 
@@ -125,12 +124,14 @@ def step_extract_faces(ws: Workspace, side: str, opts: DemoRunOptions, echo: Ech
 
 
 def step_train(ws: Workspace, opts: DemoRunOptions, echo: Echo) -> Path:
-    """Step 6: Quick96 "demo", stopped by the clock or the iteration target; a rerun continues the model
-    an earlier run trained (move ``model/demo_Quick96`` away to start over)."""
+    """Step 6: the demo's model (the registry's small preset, Quick96) "demo", stopped by the clock or the
+    iteration target; a rerun continues the model an earlier run trained (move ``model/demo_<Model>`` away
+    to start over)."""
+    from dfl.models.registry import demo_model
     from dfl.training.session import SessionRequest, train
 
     req = SessionRequest(model_dir=ws.model_dir, src_dir=ws.aligned_dir("src"), dst_dir=ws.aligned_dir("dst"),
-                         model_type=MODEL_TYPE, name=MODEL_NAME, config={}, interactive=False)
+                         model_type=demo_model().name, name=MODEL_NAME, config={}, interactive=False)
     ws.model_dir.mkdir(parents=True, exist_ok=True)
     settings = dict(target_iter=opts.iterations or 0, device=opts.device, workers=opts.workers, seed=opts.seed,
                     preview_seconds=60.0)

@@ -127,13 +127,13 @@ def main() -> None:
     import torch
 
     from dfl.device import pick_device
-    from dfl.models import build_model
+    from dfl.models import create_model
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     dev = pick_device(args.device)
     threads = args.threads or merge_torch_threads(cores)
     torch.set_num_threads(threads)   # for --stages; merge_frames sets the same while merging
-    model = build_model(args.model, {}).to(dev).eval()
+    model = create_model(args.model, {}).to(dev).eval()
     predictor = ModelPredictor(model, dev)
     batch = args.batch or (16 if dev.type == "cuda" else 4)
     workers = args.workers or cores

@@ -50,9 +50,9 @@ def _child(key: str, device_name: str, precision: str, warmup: int, iters: int, 
     import torch
 
     from dfl.device import pick_device, use_all_cores
-    from dfl.models import build_model
+    from dfl.models import create_model
     from dfl.training.objective import Objective
-    from dfl.training.trainer import tune_cpu_for_training
+    from dfl.training.cpu import tune_cpu_for_training
 
     model_type, opts, batch = CONFIGS[key]
     device = pick_device(device_name)
@@ -60,7 +60,7 @@ def _child(key: str, device_name: str, precision: str, warmup: int, iters: int, 
         use_all_cores()
         tune_cpu_for_training()  # as dfl train does
     opts = dict(opts, batch_size=batch) if model_type != "Quick96" else {}
-    model = build_model(model_type, opts).to(device)
+    model = create_model(model_type, opts).to(device)
     obj = Objective(model, model.options, precision=precision, channels_last=channels_last)
     r = model.resolution
     g = torch.Generator().manual_seed(0)

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 
 from dfl.errors import DflError
-from dfl.training import checkpoint as ckpt
+from dfl.models import store as ckpt
 
 
 def _nets(seed: int) -> dict[str, torch.nn.Module]:
@@ -45,18 +43,37 @@ def test_roundtrip_layout_and_strict_load(tmp_path: Path) -> None:
     assert ckpt.load_weights({"GAN": torch.nn.Linear(2, 2)}, c.weights, path, optional=True) == ["GAN"]
 
 
+# A save killed at each of its stages, by a process of its own that runs the store's save steps in order
+# and SIGKILLs itself where the stage ends: "staged" (every file written into .saving/, not yet marked
+# complete), "complete" (marked, nothing moved yet), "moving" (the first file moved into place).
+_CRASH_CHILD = """
+import os, signal, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_checkpoint import _nets
+from dfl.models import store
+import torch
+
+path, stage = Path({path!r}), {stage!r}
+nets = _nets(7)
+opt = torch.optim.SGD([p for n in nets.values() for p in n.parameters()], lr=0.1, momentum=0.9)
+store.write_staged(path, "SAEHD", {{"resolution": 64, "ae_dims": 32}}, {{"iteration": 7}}, nets,
+                   {{"src_dst_opt": opt.state_dict()}})
+if stage != "staged":
+    store.mark_complete(path)
+if stage == "moving":
+    first = store.SAVED_FILES[0]
+    os.replace(path / store.SAVING_DIR / first, path / first)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
 def _crash_child(path: Path, stage: str) -> int:
-    code = textwrap.dedent(f"""
-        import sys, torch
-        sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
-        from test_checkpoint import _save
-        _save(__import__('pathlib').Path({str(path)!r}), 7)
-    """)
-    env = dict(os.environ, **{ckpt._CRASH_ENV: stage})
-    return subprocess.run([sys.executable, "-c", code], env=env, timeout=120).returncode
+    code = _CRASH_CHILD.format(tests=str(Path(__file__).resolve().parent), path=str(path), stage=stage)
+    return subprocess.run([sys.executable, "-c", code], timeout=120).returncode
 
 
-@pytest.mark.parametrize("stage,expected", [("weights", 3), ("before_complete", 3), ("swap", 7)])
+@pytest.mark.parametrize("stage,expected", [("staged", 3), ("complete", 7), ("moving", 7)])
 def test_sigkill_during_save_loads_last_complete_state(tmp_path: Path, stage: str, expected: int) -> None:
     path = tmp_path / "m_SAEHD"
     _save(path, 3)

@@ -44,12 +44,12 @@ def write_dfl_model(folder: Path, name: str, model_type: str, dfl_options: dict,
                     seed: int = 3) -> dict[str, dict[str, np.ndarray]]:
     """A DFL model folder entry: every network's .npy, discriminators the options train, the .dat, and
     the files DFL keeps beside them (optimiser state, summary).  Returns the leras dicts written."""
-    from dfl.models import build_model
-    from dfl.models.options import validate_options
-    from dfl.training.objective import build_discriminators
+    from dfl.models import build_model, validate_options
+    from dfl.models.registry import get_spec
+    from dfl.models.swap_loss import build_discriminators
 
     folder.mkdir(parents=True, exist_ok=True)
-    opts = validate_options(model_type, map_options(model_type, dfl_options)[0])
+    opts = validate_options(model_type, map_options(get_spec(model_type), dfl_options)[0])
     model = build_model(model_type, opts)
     nets = dict(model.networks, **build_discriminators(model, opts))
     written = {}
@@ -66,10 +66,11 @@ def write_dfl_model(folder: Path, name: str, model_type: str, dfl_options: dict,
 def write_optimizers(folder: Path, prefix: str, model_type: str, nets: dict, opts: dict, iteration: int) -> None:
     """DFL's optimiser files: per optimiser ``iters`` and a moment per trained variable, named as leras
     names them (``ms_<scope>/<variable>_0:0``, ``vs_...``, RMSprop's ``acc_...``)."""
-    from dfl.interop.dfl_models import MODEL_TYPES, optimizer_variable
+    from dfl.interop.dfl_models import optimizer_variable
+    from dfl.models.registry import get_spec
     from dfl_format import leras_shape
 
-    scopes = MODEL_TYPES[model_type].scopes
+    scopes = get_spec(model_type).dfl_import.scopes
     adabelief = model_type != "Quick96" and opts.get("adabelief", True)
     trained = {"src_dst_opt": [n for n in nets if n not in ("GAN", "code_discriminator")
                                and not (model_type == "AMP" and n.startswith("inter"))],
@@ -106,7 +107,7 @@ def _dst_workspace(root: Path, resolution: int) -> None:
 
 
 def test_imported_saehd_keeps_options_iteration_weights_then_trains_and_merges(tmp_path: Path, dfl_run) -> None:
-    from dfl.training.checkpoint import load_model, read_checkpoint
+    from dfl.models.store import load_model, read_checkpoint
     from dfl.training.session import SessionRequest, train
 
     dfl_dir = tmp_path / "DeepFaceLab" / "workspace" / "model"
@@ -166,7 +167,7 @@ def test_imported_saehd_keeps_options_iteration_weights_then_trains_and_merges(t
 
 
 def test_amp_and_quick96_import_with_their_options(tmp_path: Path) -> None:
-    from dfl.training.checkpoint import load_model
+    from dfl.models.store import load_model
 
     src = tmp_path / "model"
     write_dfl_model(src, "amp", "AMP", AMP_DFL, iteration=50)

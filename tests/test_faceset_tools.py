@@ -312,7 +312,7 @@ def test_resize_moves_polygons_and_xseg_mask_with_the_face(conformance_faces: Pa
 
 # ----------------------------------------------------------------------------------- pack / unpack
 def test_pack_unpack_round_trip_and_training_reads_the_pak(hdtf_faces: Path) -> None:
-    from dfl.training.samples import SampleOptions, load_faceset
+    from dfl.samples import SampleOptions, load_faceset
 
     original = _snapshot(hdtf_faces)
     opts = SampleOptions(resolution=64, face_type=FaceType.WHOLE_FACE)
@@ -356,7 +356,7 @@ def test_pak_is_dfls_format(tmp_path: Path) -> None:
 
 
 def test_training_refuses_a_truncated_pak_with_one_line(tmp_path: Path) -> None:
-    from dfl.training.samples import SampleOptions, load_faceset
+    from dfl.samples import SampleOptions, load_faceset
 
     folder = synthetic_faceset(tmp_path, n=3)
     pack_faceset(folder, progress=False)

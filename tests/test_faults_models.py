@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
 
-from dfl.training import checkpoint as ckpt
+from dfl.models import store as ckpt
 from dfl.trash import TRASH_DIR
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

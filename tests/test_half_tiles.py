@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from dfl.models import build_model
 from dfl.ops import half_tiles, winograd
 from dfl.training.objective import Objective
-from dfl.training.trainer import resolve_precision
+from dfl.training.cpu import resolve_precision
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:

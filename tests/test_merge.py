@@ -355,7 +355,7 @@ def test_cli_merge_with_a_saved_model_and_dst_faceset(tmp_path):
     from dfl.cli import cli
     from dfl.faceset import FaceRecord, write_face
     from dfl.models import build_model, default_options
-    from dfl.training.checkpoint import model_path, save_checkpoint
+    from dfl.models.store import model_path, save_checkpoint
 
     ws, al = _workspace(tmp_path, n=3, faceless=(1,))
     ws.aligned_dir("dst").mkdir(parents=True)
@@ -413,7 +413,7 @@ def test_hdtf_dst_merged_in_every_frame_then_video_keeps_count_fps_audio_and_lab
     from dfl import video as vid
     from dfl.cli import cli
     from dfl.models import build_model, default_options
-    from dfl.training.checkpoint import model_path, save_checkpoint
+    from dfl.models.store import model_path, save_checkpoint
 
     ws = Workspace(tmp_path / "ws")
     ws.root.mkdir()

@@ -14,8 +14,10 @@ from dfl.errors import DflError
 from dfl.models import build_model, check_changes, default_options, validate_options
 from dfl.models.blocks import Upscale, count_parameters, depth_to_space
 from dfl.models.discriminators import CodeDiscriminator, UNetPatchDiscriminator, find_patch_archi
-from dfl.training import losses as L
-from dfl.training.objective import Objective, generator_loss
+from dfl.models import losses as L
+from dfl.models.registry import get_spec
+from dfl.models.swap_loss import generator_loss
+from dfl.training.objective import Objective
 from dfl.training.optim import AdaBelief, RMSprop, make_optimizer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -240,7 +242,7 @@ def test_rmsprop_clipnorm_and_lr_dropout() -> None:
     drop.step()
     kept = float((p.detach() != 0).float().mean())
     assert 0.25 < kept < 0.35  # each element updated with probability 0.3
-    q96 = make_optimizer([torch.nn.Parameter(torch.zeros(1))], {}, "Quick96")
+    q96 = make_optimizer([torch.nn.Parameter(torch.zeros(1))], get_spec("Quick96").optimizer({}))
     assert isinstance(q96, RMSprop) and q96.param_groups[0]["lr"] == 2e-4
 
 

@@ -16,7 +16,7 @@ pytest.importorskip("dfl.models")
 pytest.importorskip("dfl.training.objective")
 
 from dfl.errors import DflError  # noqa: E402
-from dfl.training import checkpoint as ckpt  # noqa: E402
+from dfl.models import store as ckpt  # noqa: E402
 from dfl.training.session import SessionRequest, train  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -91,7 +91,7 @@ def test_config_file_yaml_and_json(ws: Path, tmp_path: Path) -> None:
 
 
 def test_interactive_prompts_ask_each_option_once() -> None:
-    from dfl.models.options import MODEL_OPTIONS
+    from dfl.models.registry import get_spec
     from dfl.training.prompts import new_model_options
 
     asked: list[str] = []
@@ -108,20 +108,37 @@ def test_interactive_prompts_ask_each_option_once() -> None:
     opts = new_model_options("SAEHD", {"archi": "df"}, interactive=True, ask=ask)
     assert opts["resolution"] == 96 and opts["ae_dims"] == 48 and opts["archi"] == "df"
     assert not any("AE architecture" in q for q in asked)   # answered by the config
-    names = [s.prompt for s in MODEL_OPTIONS["SAEHD"]]
+    names = [s.prompt for s in get_spec("SAEHD").options]
     assert sum("Resolution" in q for q in asked) == 1
     assert any("[256] AutoEncoder dimensions ( 32-1024 ?:help )" == q for q in asked)
     assert len(asked) <= len(names) + 1
 
 
-def _train_proc(ws: Path, name: str, target: int, crash: str | None = None, extra: tuple = ()) -> subprocess.CompletedProcess:
+# `dfl train` in a process of its own; with ``crash``, the first save of the process is killed in the middle
+# of moving its complete files into place: the child replaces the store's commit step (the last step of a
+# save) with one that moves the first file and then SIGKILLs the process, as a power cut there would.
+_TRAIN_CHILD = """
+import os, signal, sys
+from dfl.models.store import saving
+
+def commit_then_die(path):
+    first = saving.SAVED_FILES[0]
+    os.replace(path / saving.SAVING_DIR / first, path / first)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if sys.argv[1] == "crash":
+    saving.commit_save = commit_then_die
+from dfl.cli import main
+main(sys.argv[2:])
+"""
+
+
+def _train_proc(ws: Path, name: str, target: int, crash: bool = False, extra: tuple = ()) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    env.pop(ckpt._CRASH_ENV, None)
-    if crash:
-        env[ckpt._CRASH_ENV] = crash
-    cmd = [sys.executable, "-m", "dfl", "train", "--workspace", str(ws), "--model", "SAEHD", "--name", name,
-           "--target-iter", str(target), "--non-interactive", "--workers", "0", "--seed", "1",
-           "--preview-seconds", "100000", *extra]
+    args = ["train", "--workspace", str(ws), "--model", "SAEHD", "--name", name,
+            "--target-iter", str(target), "--non-interactive", "--workers", "0", "--seed", "1",
+            "--preview-seconds", "100000", *extra]
+    cmd = [sys.executable, "-c", _TRAIN_CHILD, "crash" if crash else "-", *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -134,7 +151,7 @@ def test_sigkill_mid_save_then_resume(ws: Path, tmp_path: Path) -> None:
 
     # (a kill before the save is complete is covered in test_checkpoint.py)
     # killed in the middle of moving a complete save into place: that save (iteration 4) is what loads
-    killed = _train_proc(ws, "kill", 6, crash="swap:1", extra=("--backup-every", "4"))
+    killed = _train_proc(ws, "kill", 6, crash=True, extra=("--backup-every", "4"))
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert (path / ckpt.SAVING_DIR / ckpt.COMPLETE).exists()
     c = ckpt.read_checkpoint(path)       # verifies the weights against state.json's digest

@@ -63,7 +63,7 @@ def faceset(tmp_path_factory) -> Path:
 
 def test_batches_have_the_objectives_keys_shapes_and_ranges(faceset: Path) -> None:
     from dfl.faces.align import FaceType
-    from dfl.training.samples import BATCH_KEYS, SampleOptions, TrainingData
+    from dfl.samples import BATCH_KEYS, SampleOptions, TrainingData
 
     opts = SampleOptions(resolution=64, face_type=FaceType.FULL, batch_size=3, ct_mode="rct",
                          random_hsv_power=0.05, uniform_yaw=True, seed=0)
@@ -85,7 +85,7 @@ def test_batches_have_the_objectives_keys_shapes_and_ranges(faceset: Path) -> No
 
 def test_worker_processes_serve_batches(faceset: Path) -> None:
     from dfl.faces.align import FaceType
-    from dfl.training.samples import SampleOptions, TrainingData
+    from dfl.samples import SampleOptions, TrainingData
 
     opts = SampleOptions(resolution=64, face_type=FaceType.FULL, batch_size=2, seed=1)
     data = TrainingData(faceset / "data_src" / "aligned", faceset / "data_dst" / "aligned", opts, workers=1)
@@ -99,7 +99,7 @@ def test_worker_processes_serve_batches(faceset: Path) -> None:
 
 def test_cpu_training_makes_batches_in_process() -> None:
     """On the CPU the step uses every core: batches are made between steps, not by competing processes."""
-    from dfl.training.samples import default_workers, load_workers
+    from dfl.samples import default_workers, load_workers
 
     assert default_workers("cpu") == 0
     assert default_workers("cuda") == load_workers() >= 1
@@ -109,7 +109,7 @@ def test_face_type_conversion_and_refusal(faceset: Path, tmp_path: Path) -> None
     from dfl.errors import DflError
     from dfl.faces.align import FaceType
     from dfl.faceset import list_faces
-    from dfl.training.samples import prepare_face, yaw_bins
+    from dfl.samples import prepare_face, yaw_bins
     from train_helpers import write_faceset
 
     p = list_faces(faceset / "data_src" / "aligned")[0]          # whole_face faces
@@ -133,7 +133,7 @@ def test_real_dfl_faces_with_xseg_masks_make_batches() -> None:
     pytest.importorskip("dfl.faceset")
     from dfl.faces.align import FaceType
     from dfl.faceset import read_face
-    from dfl.training.samples import SampleOptions, TrainingData, prepare_face
+    from dfl.samples import SampleOptions, TrainingData, prepare_face
 
     # the XSeg mask is used as the full mask when present (not the landmark hull)
     _, rec = read_face(shared / "00001_0.jpg")

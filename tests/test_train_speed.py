@@ -9,7 +9,7 @@ import torch
 
 from dfl.models.blocks import conv2d, dense
 from dfl.training.optim import AdaBelief, RMSprop, _FlatGroup
-from dfl.training.trainer import cpu_has_bf16
+from dfl.training.cpu import cpu_has_bf16
 
 
 def _params(seed: int = 0) -> list[torch.nn.Parameter]:
@@ -129,7 +129,7 @@ def test_auto_precision_wants_amx_for_cpu_bf16() -> None:
 
 
 def test_preview_refresh_keeps_its_period_unless_it_would_cost_over_its_share() -> None:
-    from dfl.training.trainer import PREVIEW_SHARE, preview_period
+    from dfl.training.previews import PREVIEW_SHARE, preview_period
 
     assert preview_period(15.0, 0.1) == 15.0                       # Quick96-sized refresh: as asked
     assert preview_period(15.0, 0.6) == pytest.approx(0.6 / PREVIEW_SHARE)   # SAEHD 128 on 2 cores: 30 s

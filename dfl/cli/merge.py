@@ -11,8 +11,6 @@ from dfl.cli.options import workspace_option
 from dfl.errors import DflError
 from dfl.workspace import Workspace
 
-MODEL_TYPES = ("SAEHD", "AMP", "Quick96")
-
 # CLI flag -> MergeConfig field
 FLAG_FIELDS = {
     "mode": "mode", "mask_mode": "mask_mode", "erode": "erode_mask_modifier", "blur": "blur_mask_modifier",
@@ -25,13 +23,16 @@ FLAG_FIELDS = {
 
 
 def find_model_folder(workspace: Workspace, model: str | None, name: str | None) -> Path:
-    """The model folder for ``--model`` (a type or a name) and ``--name``; the newest when several fit."""
-    from dfl.training.checkpoint import list_models
+    """The model folder for ``--model`` (a type or a name) and ``--name``; the newest when several fit.
+    Only face-swap models merge (a mask model, e.g. XSeg, is used by the mask modes)."""
+    from dfl.models.registry import SWAP, model_names
+    from dfl.models.store import list_models
 
-    listed = list_models(workspace.model_dir)
+    swaps = model_names(SWAP)
+    listed = [m for m in list_models(workspace.model_dir) if m.model_type in swaps]
     if not listed:
         raise DflError(f"{workspace.model_dir}: no trained models; run `dfl train` first")
-    mtype = next((t for t in MODEL_TYPES if model and t.lower() == model.lower()), None)
+    mtype = next((t for t in swaps if model and t.lower() == model.lower()), None)
     if model and mtype is None and name is None:
         name = model
     wanted = [m for m in listed if (mtype is None or m.model_type == mtype) and (name is None or m.name == name)]
@@ -64,7 +65,7 @@ def build_config(config_file: Path | None, flags: dict):
 
 @cli.command("merge")
 @workspace_option
-@click.option("--model", "model", help="Model type (SAEHD, AMP, Quick96) or model name.")
+@click.option("--model", "model", help="Model type (see `dfl train --help`) or model name.")
 @click.option("--name", help="Model name (model/<name>_<Model>/); default: the most recently saved.")
 @click.option("--interactive/--non-interactive", default=None,
               help="Tune settings in a window (default where a display exists) or merge straight away.")

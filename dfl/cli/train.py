@@ -8,15 +8,16 @@ from pathlib import Path
 import click
 
 from dfl.cli import cli
-from dfl.cli.options import workspace_option
+from dfl.cli.options import ModelsHelp, ModelType, workspace_option
 from dfl.workspace import Workspace
 
-MODEL_CHOICES = click.Choice(["SAEHD", "AMP", "Quick96"], case_sensitive=False)
+MODEL_CHOICES = ModelType()
 
 
-@cli.command("train")
+@cli.command("train", cls=ModelsHelp)
 @workspace_option
-@click.option("--model", "model_type", type=MODEL_CHOICES, help="Model to create (or resume: checked).")
+@click.option("--model", "model_type", type=MODEL_CHOICES,
+              help="Model to create (or resume: checked); see Models below.")
 @click.option("--name", help="Model name: model/<name>_<Model>/. Without it: pick from the saved models.")
 @click.option("--target-iter", type=int, default=0, show_default=True, help="Stop (and save) at this iteration; 0: until Ctrl+C.")
 @click.option("--time-limit", type=click.FloatRange(min=0), default=0, show_default=True,
@@ -49,7 +50,7 @@ def train_cmd(workspace: Workspace, model_type: str | None, name: str | None, ta
               channels_last: bool, compile_: bool, autosave_minutes: float, backup_every: int, keep_backups: int,
               preview_seconds: float, preview_window: bool, workers: int | None, src_faces: Path | None,
               dst_faces: Path | None, pretrain_faces: Path | None, seed: int | None, list_only: bool) -> None:
-    """Step 6: train SAEHD, AMP or Quick96 on data_src/aligned and data_dst/aligned.
+    """Step 6: train a model (--model) on data_src/aligned and data_dst/aligned.
 
     A new model asks its options once (DFL's prompts; --config / --non-interactive for scripts) and saves
     them; a resumed one keeps them (only the changeable ones may change).  Saves every
@@ -84,15 +85,15 @@ def train_cmd(workspace: Workspace, model_type: str | None, name: str | None, ta
 
 def _echo_models(workspace: Workspace) -> None:
     """One line per model, newest first; a damaged one says what is wrong and how to recover it."""
-    from dfl.training import checkpoint as ckpt
+    from dfl.models import store
 
-    models = ckpt.list_models(workspace.model_dir)
+    models = store.list_models(workspace.model_dir)
     if not models:
         click.echo(f"No models in {workspace.model_dir}")
         return
     usable = [m for m in models if not m.damaged]
     for i, m in enumerate(usable):
-        state = ckpt.read_json(m.path, ckpt.STATE) or {}
+        state = store.read_json(m.path, store.STATE) or {}
         click.echo(f"[{i}] {m.name} ({m.model_type}) iteration {state.get('iteration', 0)}"
                    + ("  - latest" if i == 0 else ""))
     for m in models:
@@ -119,11 +120,9 @@ def model_list(workspace: Workspace) -> None:
 @click.option("--model", "model_type", type=MODEL_CHOICES, help="When several models share the name.")
 def model_rename(workspace: Workspace, name: str, new_name: str, model_type: str | None) -> None:
     """Rename model NAME to NEW_NAME (refused while it is training)."""
-    from dfl.models.options import canonical_model_type
-    from dfl.training import checkpoint as ckpt
+    from dfl.models import store
 
-    mt = canonical_model_type(model_type) if model_type else None
-    path = ckpt.rename_model(workspace.model_dir, name, new_name, mt)
+    path = store.rename_model(workspace.model_dir, name, new_name, model_type)
     click.echo(f"Renamed {name} -> {path.name}")
 
 
@@ -139,16 +138,14 @@ def model_delete(workspace: Workspace, name: str, model_type: str | None, yes: b
     the space.
     """
     from dfl.errors import DflError
-    from dfl.models.options import canonical_model_type
-    from dfl.training import checkpoint as ckpt
+    from dfl.models import store
 
-    mt = canonical_model_type(model_type) if model_type else None
-    info = ckpt.find_model(workspace.model_dir, name, mt)
+    info = store.find_model(workspace.model_dir, name, model_type)
     if info is None:
         raise DflError(f"{workspace.model_dir}: no model named {name!r}")
     if not yes:
         click.confirm(f"Move {info.path} to the trash ({workspace.trash_dir})?", abort=True)
-    target = ckpt.delete_model(workspace.model_dir, name, mt)
+    target = store.delete_model(workspace.model_dir, name, model_type)
     click.echo(f"Deleted {info.path.name}: moved to {target} (move it back to restore it)")
 
 
@@ -159,11 +156,9 @@ def model_delete(workspace: Workspace, name: str, model_type: str | None, yes: b
 @click.option("--model", "model_type", type=MODEL_CHOICES, help="When several models share the name.")
 def model_restore(workspace: Workspace, name: str, backup: str | None, model_type: str | None) -> None:
     """Put a backup of model NAME back in place (the files it replaces go to the trash)."""
-    from dfl.models.options import canonical_model_type
-    from dfl.training import checkpoint as ckpt
+    from dfl.models import store
 
-    mt = canonical_model_type(model_type) if model_type else None
-    path, used, aside = ckpt.restore_backup(workspace.model_dir, name, mt, backup)
-    state = ckpt.read_json(path, ckpt.STATE) or {}
+    path, used, aside = store.restore_backup(workspace.model_dir, name, model_type, backup)
+    state = store.read_json(path, store.STATE) or {}
     click.echo(f"Restored {path.name} from {used.name} (iteration {state.get('iteration', 0)})"
                + (f"; the replaced files are in {aside}" if aside else ""))

@@ -1,6 +1,7 @@
-"""What each DFL model type is on disk and how it maps onto dfl: networks, option names, loss columns.
+"""How DFL's model files map onto dfl: option names, optimiser variables, loss columns.
 
-One function per model type, kept apart so each can move into its model's registered spec later.
+What differs per model type (its network files, TF scopes, options a preset fixes) is each model's spec's
+``dfl_import`` (:class:`dfl.models.registry.DflImport`); this module holds what is the same for all.
 A DFL model ``<name>_<Type>`` saves ``<name>_<Type>_<network>.npy`` per network (dfl's networks carry
 DFL's network names, so the file stem is the dfl network name and the leras variable names follow
 :func:`dfl.leras.leras_name`), the discriminators ``GAN.npy`` / ``code_discriminator.npy`` when
@@ -11,11 +12,11 @@ trained variable, named after the variable's full TensorFlow name), and ``<name>
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from dfl.models.registry import ModelSpec
 
 # DFL option names that dfl spells differently (older DFL versions used some of these).
 RENAMED = {"eyes_prio": "eyes_mouth_prio"}
@@ -28,16 +29,7 @@ NOT_CARRIED = {
     "random_flip": "replaced by random_src_flip / random_dst_flip in DFL itself",
     "use_fp16": "dfl picks precision per run: --precision",
 }
-LOSS_NAMES = ("src_loss", "dst_loss")   # the columns of DFL's loss_history for SAEHD, AMP and Quick96
-
-
-@dataclass(frozen=True)
-class DflModelType:
-    """How one DFL model type maps onto dfl."""
-
-    name: str                                        # "SAEHD", as in DFL's file names and in dfl
-    networks: Callable[[dict[str, Any]], list[str]]  # network file stems for the (dfl) options
-    scopes: dict[str, str]                           # dfl network -> DFL's TF scope, where they differ
+LOSS_NAMES = ("src_loss", "dst_loss")   # the columns of DFL's loss_history for its face-swap models
 
 
 def plain(value: Any) -> Any:
@@ -47,22 +39,6 @@ def plain(value: Any) -> Any:
     return value
 
 
-def saehd_networks(options: dict[str, Any]) -> list[str]:
-    if str(options.get("archi", "df")).startswith("liae"):
-        return ["encoder", "inter_AB", "inter_B", "decoder"]
-    return ["encoder", "inter", "decoder_src", "decoder_dst"]
-
-
-def amp_networks(options: dict[str, Any]) -> list[str]:
-    return ["encoder", "inter_src", "inter_dst", "decoder"]
-
-
-MODEL_TYPES: dict[str, DflModelType] = {
-    # SAEHD's GAN is saved as GAN.npy but built as "D_src"; its code discriminator as "dis"
-    "SAEHD": DflModelType("SAEHD", saehd_networks, {"GAN": "D_src", "code_discriminator": "dis"}),
-    "AMP": DflModelType("AMP", amp_networks, {}),
-    "Quick96": DflModelType("Quick96", saehd_networks, {}),   # DFL's Quick96 is SAEHD df-ud at fixed dims
-}
 # dfl optimiser state key -> the prefix DFL's optimiser gives its variable per trained variable
 OPTIMIZER_SLOTS = {"m": "ms_", "v": "vs_", "a": "acc_"}   # AdaBelief m, v; RMSprop accumulator
 
@@ -73,15 +49,15 @@ def optimizer_variable(slot: str, scope: str, leras: str) -> str:
     return f"{OPTIMIZER_SLOTS[slot]}{scope}/{leras}".replace(":", "_") + ":0"
 
 
-def map_options(model_type: str, dfl_options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+def map_options(spec: ModelSpec, dfl_options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """(dfl options before validation, {DFL option: why it is not carried}) for a DFL options dict.
 
-    Names dfl knows carry over as they are (numpy scalars made plain); DFL's old boolean ``lr_dropout``
-    becomes y/n as DFL itself converts it; Quick96's networks are fixed, so only its flips carry.
+    Names the model declares carry over as they are (numpy scalars made plain); DFL's old boolean
+    ``lr_dropout`` becomes y/n as DFL itself converts it; options a preset fixes (its spec's
+    ``dfl_import.ignored``) are dropped silently.
     """
-    from dfl.models.options import MODEL_OPTIONS
-
-    known = {s.name for s in MODEL_OPTIONS[model_type]}
+    known = {s.name for s in spec.options}
+    ignored = spec.dfl_import.ignored if spec.dfl_import is not None else ()
     mapped: dict[str, Any] = {}
     dropped: dict[str, str] = {}
     for key, value in dfl_options.items():
@@ -91,10 +67,10 @@ def map_options(model_type: str, dfl_options: dict[str, Any]) -> tuple[dict[str,
             if name == "lr_dropout" and isinstance(value, bool):
                 value = "y" if value else "n"
             mapped[name] = value
-        elif model_type == "Quick96" and key == "batch_size":
-            continue                                  # fixed at 4 by the preset, in DFL as here
+        elif key in ignored:
+            continue                                  # fixed by the preset, in DFL as here
         else:
-            dropped[key] = NOT_CARRIED.get(key, "not an option of dfl's " + model_type)
+            dropped[key] = NOT_CARRIED.get(key, "not an option of dfl's " + spec.name)
     return mapped, dropped
 
 

@@ -25,7 +25,8 @@ import numpy as np
 
 from dfl.atomic import make_temp_dir, remove_stale_temp_dirs
 from dfl.errors import DflError
-from dfl.interop.dfl_models import MODEL_TYPES, loss_history, map_options, plain
+from dfl.interop.dfl_models import loss_history, map_options, plain
+from dfl.models.registry import ModelSpec, find_spec, list_specs
 
 DATA_SUFFIX = "_data.dat"
 XSEG_WEIGHTS = "XSeg_256.npy"
@@ -50,14 +51,27 @@ class DflModel:
         return self.model_type if self.model_type == "XSeg" else f"{self.name}_{self.model_type}"
 
     @property
+    def spec(self) -> ModelSpec | None:
+        """The registered model of this name that knows DFL's files (its spec's ``dfl_import``), or None."""
+        spec = find_spec(self.model_type)
+        return spec if spec is not None and spec.name == self.model_type and spec.dfl_import is not None else None
+
+    @property
     def importable(self) -> bool:
-        return self.model_type in MODEL_TYPES
+        return self.spec is not None
 
     def file(self, network: str) -> Path:
         return self.folder / f"{self.prefix}_{network}.npy"
 
     def networks(self) -> list[str]:
-        return MODEL_TYPES[self.model_type].networks(self.options) if self.importable else []
+        spec = self.spec
+        return spec.dfl_import.networks(self.options) if spec is not None and spec.dfl_import is not None else []
+
+
+def importable_names() -> str:
+    """The models ``dfl model import`` takes, for messages: "SAEHD, AMP and Quick96"."""
+    names = [s.name for s in list_specs() if s.dfl_import is not None]
+    return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
 
 
 def _read_dat(model: DflModel) -> None:
@@ -123,13 +137,16 @@ def describe(model: DflModel) -> str:
         return (f"{head} mask model ({what}{', face type ' + str(ft) if ft else ''}; {XSEG_WEIGHTS}): "
                 f"dfl's XSeg masking loads it with the XSeg commands")
     o = model.options
-    if model.model_type in ("SAEHD", "AMP"):
+    spec = model.spec
+    if spec is None:
+        info = "not a model dfl has"
+    elif spec.fixed:
+        info = spec.summary
+    else:
         shape = " ".join(str(o[k]) for k in ("archi", "resolution", "face_type") if k in o)
         dims = ", ".join(f"{k.replace('_dims', '')} {o[k]}" for k in ("ae_dims", "inter_dims", "e_dims", "d_dims",
                                                                      "d_mask_dims") if k in o)
         info = f"{shape} ({dims})" if dims else shape
-    else:
-        info = "96 full face df-ud (fixed preset)" if model.model_type == "Quick96" else "not a model dfl has"
     line = f"{head} {info}, iteration {model.iteration}"
     if model.importable:
         missing = [n for n in model.networks() if not model.file(n).is_file()]
@@ -163,7 +180,7 @@ def pick(models: list[DflModel], name: str | None, where: Path) -> DflModel:
         if not candidates and any(m.model_type == "XSeg" for m in models):
             candidates = [m for m in models if m.model_type == "XSeg"][:1]   # refused below, with why
         if not candidates:
-            raise DflError(f"{where}: no SAEHD, AMP or Quick96 model here (DFL keeps them as "
+            raise DflError(f"{where}: no {importable_names().replace(' and ', ' or ')} model here (DFL keeps them as "
                            f"<name>_<Model>{DATA_SUFFIX} with its .npy files in workspace/model)")
         if len(candidates) > 1:
             raise DflError(f"{where}: several models ({', '.join(m.prefix for m in candidates)}); choose one with --name")
@@ -174,16 +191,16 @@ def pick(models: list[DflModel], name: str | None, where: Path) -> DflModel:
         raise DflError(f"{model.folder / XSEG_WEIGHTS}: an XSeg mask model is used by dfl's XSeg commands "
                        f"(dfl.interop.xseg.load_dfl_xseg), not imported as a face-swap model")
     if not model.importable:
-        raise DflError(f"{model.dat}: a DFL {model.model_type} model; dfl imports SAEHD, AMP and Quick96")
+        raise DflError(f"{model.dat}: a DFL {model.model_type} model; dfl imports {importable_names()}")
     return model
 
 
 def _dfl_options(model: DflModel) -> tuple[dict[str, Any], dict[str, str]]:
-    from dfl.models.options import validate_options
-
-    mapped, dropped = map_options(model.model_type, model.options)
+    spec = model.spec
+    assert spec is not None
+    mapped, dropped = map_options(spec, model.options)
     try:
-        return validate_options(model.model_type, mapped), dropped
+        return spec.validate(mapped), dropped
     except DflError as exc:
         raise DflError(f"{model.dat}: {exc}") from None
 
@@ -192,10 +209,10 @@ def _networks(model: DflModel, options: dict[str, Any]) -> tuple[dict[str, Any],
     """(every network to save with DFL's weights, the training objective owning the discriminators and
     optimisers, discriminators carried).  A discriminator without a file starts fresh, as in DFL."""
     from dfl.leras import load_leras
-    from dfl.models import build_model
+    from dfl.models.registry import create_model
     from dfl.training.objective import Objective
 
-    swap = build_model(model.model_type, options)
+    swap = create_model(model.model_type, options)
     objective = Objective(swap, options)
     for name, net in swap.networks.items():
         path = model.file(name)
@@ -254,7 +271,7 @@ def _optimizer_state(model: DflModel, networks: dict[str, Any], objective: Any) 
         if not path.is_file():
             continue
         saved = read_weights(path)
-        found = _dfl_slots(path, saved, opt, networks, MODEL_TYPES[model.model_type].scopes)
+        found = _dfl_slots(path, saved, opt, networks, model.spec.dfl_import.scopes)
         if found is None:
             continue
         with torch.no_grad():
@@ -273,8 +290,8 @@ def _optimizer_state(model: DflModel, networks: dict[str, Any], objective: Any) 
 
 def import_model(source: Path, model_dir: Path, name: str | None = None, new_name: str | None = None) -> ImportResult:
     """Import one DFL model from ``source`` (folder or ``_data.dat``) into ``model_dir``; see module doc."""
-    from dfl.training.checkpoint import check_name, model_path, save_checkpoint
-    from dfl.training.trainer import HISTORY_MAX_POINTS
+    from dfl.models.store import check_name, model_path, save_checkpoint
+    from dfl.training.history import HISTORY_MAX_POINTS
 
     source = Path(source)
     model = pick(scan(source), name, source)

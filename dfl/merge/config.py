@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from dfl.config_file import load_mapping
 from dfl.errors import DflError
@@ -126,6 +126,14 @@ class MergeConfig:
 
     def copy(self) -> "MergeConfig":
         return MergeConfig(**self.to_dict())
+
+    def fill_unset(self, defaults: Mapping[str, Any]) -> "MergeConfig":
+        """Settings left unset (None) taken from ``defaults``: what the model's spec says it needs (AMP's
+        morph value); returns self."""
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        return self
 
     @property
     def is_raw(self) -> bool:

@@ -322,6 +322,7 @@ class MergeContext:
     model_info: dict[str, object]
     device_type: str = "cpu"
     model_path: Path | None = None
+    defaults: dict[str, object] = field(default_factory=dict)   # settings the model needs (its spec's)
 
     @property
     def model_id(self) -> str:
@@ -332,7 +333,7 @@ def load_predictor(model_path: Path, device: str = "auto") -> tuple[Predictor, d
     """(predictor, model identity, device type, model type) for a model folder."""
     from dfl.device import pick_device, use_all_cores
     from dfl.merge.face import ModelPredictor
-    from dfl.training.checkpoint import load_model
+    from dfl.models.store import load_model
 
     dev = pick_device(device)
     if dev.type == "cpu":
@@ -355,24 +356,26 @@ def prepare_merge(workspace: Workspace, model_path: Path | None, *, device: str 
             raise DflError(f"{aligned}: no aligned dst faces; run `dfl extract-faces dst` first")
         alignments = collect_alignments(aligned)
     dev_type = "cpu"
+    defaults: dict[str, object] = {}
     if predictor is None:
         if model_path is None:
             raise DflError("merge: no model given")
         predictor, info, dev_type, model_type = load_predictor(Path(model_path), device)
         info["model_type"] = model_type
         model_info = info
+        from dfl.models.registry import get_spec
+
+        defaults = dict(get_spec(model_type).merge_defaults)
     return MergeContext(workspace, frame_infos(frames, alignments), predictor,
                         dict(model_info or {"name": "custom predictor"}), dev_type,
-                        Path(model_path) if model_path else None)
+                        Path(model_path) if model_path else None, defaults)
 
 
 def merge_context(ctx: MergeContext, cfg: MergeConfig, *, frame_configs: Mapping[str, MergeConfig] | None = None,
                   xseg: XSegFunc | None = None, batch_frames: int | None = None, workers: int | None = None,
                   force: bool = False, progress: bool = True, enhancer: FaceEnhancerFunc | None = None) -> MergeSummary:
     """Merge every frame of a prepared context and save ``merge_config.json``."""
-    cfg = cfg.copy().validate()
-    if cfg.morph_value is None and ctx.model_info.get("model_type") == "AMP":
-        cfg.morph_value = 1.0       # DFL's AMP default morph factor
+    cfg = cfg.copy().validate().fill_unset(ctx.defaults)
     ws = ctx.workspace
     ws.merged_dir.mkdir(parents=True, exist_ok=True)
     save_config(ws.merged_dir, cfg, ctx.model_info)

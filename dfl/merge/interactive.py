@@ -379,9 +379,7 @@ def merge_interactive(ctx, cfg: MergeConfig, ui: UI | None = None, session_path:
     from dfl.merge.face import merge_frame
     from dfl.merge.frames import _read, merge_context
 
-    cfg = cfg.copy().validate()
-    if cfg.morph_value is None and ctx.model_info.get("model_type") == "AMP":
-        cfg.morph_value = 1.0
+    cfg = cfg.copy().validate().fill_unset(ctx.defaults)
     stems = [i.path.stem for i in ctx.infos]
     session = MergeSession.load_or_new(session_path, stems, cfg)
 

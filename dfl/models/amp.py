@@ -17,9 +17,33 @@ import torch
 from torch import Tensor, nn
 
 from dfl.errors import DflError
-from dfl.models.base import SwapModel
+from dfl.models import swap
+from dfl.models.base import SwapLoss, SwapModel
 from dfl.models.blocks import (Downscale, ResidualBlock, Upscale, conv2d, dense, depth_to_space, pixel_norm,
                                same_input_convs)
+from dfl.models.options import COMMON_RUN, CT_MODES, option
+from dfl.models.registry import DflImport, ModelSpec, register_model
+
+OPTIONS = (
+    option("resolution", "int", 224, "Resolution", min=64, max=640, changeable=False),
+    option("face_type", "str", "wf", "Face type", choices=("f", "wf", "head"), changeable=False),
+    option("ae_dims", "int", 256, "AutoEncoder dimensions", min=32, max=1024, changeable=False),
+    option("inter_dims", "int", 1024, "Inter dimensions", min=32, max=2048, changeable=False),
+    option("e_dims", "int", 64, "Encoder dimensions", min=16, max=256, changeable=False),
+    option("d_dims", "int", 64, "Decoder dimensions", min=16, max=256, changeable=False),
+    option("d_mask_dims", "int", None, "Decoder mask dimensions", min=16, max=256, changeable=False),
+    option("morph_factor", "float", 0.5, "Morph factor.", min=0.1, max=0.5, changeable=False),
+    *COMMON_RUN,
+    option("uniform_yaw", "bool", False, "Uniform yaw distribution of samples"),
+    option("blur_out_mask", "bool", False, "Blur out mask"),
+    option("lr_dropout", "str", "n", "Use learning rate dropout", choices=("n", "y", "cpu")),
+    option("random_warp", "bool", True, "Enable random warp of samples"),
+    option("gan_power", "float", 0.0, "GAN power", min=0.0, max=5.0),
+    option("gan_patch_size", "int", None, "GAN patch size", min=3, max=640, when="gan_power != 0"),
+    option("gan_dims", "int", 16, "GAN dimensions", min=4, max=512, when="gan_power != 0"),
+    option("ct_mode", "str", "none", "Color transfer for src faceset", choices=CT_MODES),
+    option("clipgrad", "bool", False, "Enable gradient clipping"),
+)
 
 
 class AMPEncoder(nn.Module):
@@ -91,6 +115,10 @@ class AMPDecoder(nn.Module):
 class AMPModel(SwapModel):
     model_type = "AMP"
     network_names = ("encoder", "inter_src", "inter_dst", "decoder")
+    # DFL's AMP loss: always masked, DSSIM at two windows, eyes and mouth priority, the dst background
+    # learned too, and a GAN that judges both reconstructions
+    loss_terms = SwapLoss(always_masked=True, dssim_two_windows=True, eyes_mouth_always=True, dst_background=True,
+                          gan_on_dst=True, code_discriminator=False)
 
     def __init__(self, options: dict) -> None:
         super().__init__(options)
@@ -108,6 +136,10 @@ class AMPModel(SwapModel):
 
     def trainable_networks(self, options: dict | None = None) -> list[str]:
         return ["encoder", "decoder"]
+
+    def preview_morph(self) -> float | None:
+        """The training preview swaps at the morph factor the model trains with."""
+        return self.options.get("morph_factor")
 
     def _morph_code(self, inter_src_code: Tensor, inter_dst_code: Tensor, morph_value: float) -> Tensor:
         k = int(self.inter_dims * morph_value)
@@ -161,3 +193,20 @@ def options_from_shapes(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, A
              "inter_dims": inter[0] // (inter_res * inter_res), "d_dims": up0[0] // 32, "d_mask_dims": upm0[0] // 32}
     unknown = {"face_type": "f, wf or head", "morph_factor": "0.1 .. 0.5"}
     return known, unknown
+
+
+SPEC = register_model(ModelSpec(
+    name="AMP",
+    kind="swap",
+    summary="DFL's morphable model: how far the swap takes the src face's shape is chosen when merging (--morph)",
+    options=OPTIONS,
+    build=AMPModel,
+    recipe=swap.SwapRecipe,
+    training_data=swap.training_data,
+    optimizer=swap.optimizer,
+    trace=swap.trace,
+    finish_options=lambda out: swap.finish_autoencoder_options(out, 32),
+    merge_defaults={"morph_value": 1.0},    # DFL's merge-time default: the src's shape fully
+    options_from_weights=swap.options_from_weights(options_from_shapes),
+    dfl_import=DflImport(lambda options: ["encoder", "inter_src", "inter_dst", "decoder"]),
+))

@@ -1,7 +1,9 @@
-"""The interface every face-swap model offers to the trainer and the merger."""
+"""What every registered model offers (:class:`Model`), and what face-swap models offer besides
+(:class:`SwapModel`) to the trainer, the merger and the exporters."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,14 +23,16 @@ def face_type_from_code(code: str) -> Any:
     return FaceType.from_string(name)
 
 
-class SwapModel(nn.Module):
-    """An autoencoder pair that learns src and dst faces and swaps them.
+class Model(nn.Module):
+    """A registered model: its options, the face it works on and its networks by DFL's names.
 
     Subclasses register their networks as attributes named as DFL names its files (``encoder``,
-    ``inter``, ``decoder_src``, ...), so ``state_dict()`` keys read ``<network>.<param>``.
+    ``inter``, ``decoder_src``, ...), so ``state_dict()`` keys read ``<network>.<param>`` and the model
+    store saves ``<network>.<param>`` tensors; ``forward_train`` is the forward pass the model's recipe
+    trains (``torch.compile`` compiles it on a GPU).
     """
 
-    model_type: str = ""
+    model_type: str = ""                      # the registered name
     network_names: tuple[str, ...] = ()
 
     def __init__(self, options: dict) -> None:
@@ -43,12 +47,8 @@ class SwapModel(nn.Module):
         return {name: getattr(self, name) for name in self.network_names}
 
     def trainable_networks(self, options: dict | None = None) -> list[str]:
-        """Networks the generator optimiser updates under ``options`` (DFL freezes some in some modes)."""
+        """Networks the optimiser updates under ``options`` (DFL freezes some in some modes)."""
         return list(self.network_names)
-
-    def pretrain_reset_networks(self) -> list[str]:
-        """Networks DFL re-initialises when pretraining is switched off (the inters)."""
-        return [n for n in self.network_names if n.startswith("inter")]
 
     def reinit_networks(self, names: list[str]) -> None:
         """Fresh DFL-style initialisation (Glorot weights, zero biases) for the named networks."""
@@ -59,11 +59,41 @@ class SwapModel(nn.Module):
                 if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
                     init_glorot(module)
 
+    def forward_train(self, *inputs: Tensor, **kwargs: Any) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class SwapLoss:
+    """How a face-swap model's DFL loss differs from SAEHD's (read by :mod:`dfl.models.swap_loss`)."""
+
+    always_masked: bool = False       # masked DSSIM/MSE whatever ``masked_training`` says (AMP, Quick96)
+    clip_mask: bool = True            # the blurred loss mask clipped to [0, 1] (Quick96: not)
+    dssim_two_windows: bool = False   # DSSIM at two window sizes at every resolution (AMP)
+    eyes_mouth_always: bool = False   # eyes and mouth priority whatever ``eyes_mouth_prio`` says (AMP)
+    dst_background: bool = False     # AMP's extra terms: dst background MSE and its total variation
+    gan_on_dst: bool = False          # the GAN also judges dst reconstructions (AMP)
+    code_discriminator: bool = True   # 'true face' possible at all (SAEHD df only)
+
+
+class SwapModel(Model):
+    """An autoencoder pair that learns src and dst faces and swaps them."""
+
+    loss_terms = SwapLoss()
+    code_res: int = 0                 # the spatial code the 'true face' discriminator reads
+    code_ch: int = 0
+
+    def pretrain_reset_networks(self) -> list[str]:
+        """Networks DFL re-initialises when pretraining is switched off (the inters)."""
+        return [n for n in self.network_names if n.startswith("inter")]
+
     def forward_train(self, warped_src: Tensor, warped_dst: Tensor, **kwargs: Any) -> dict[str, Tensor]:
         raise NotImplementedError
 
     def swap(self, dst: Tensor, morph_value: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """dst NCHW BGR [0,1] -> (pred_src_dst, pred_src_dstm, pred_dst_dstm)."""
+        """dst NCHW BGR [0,1] -> (pred_src_dst, pred_src_dstm, pred_dst_dstm): the swapped face, its mask
+        and the dst reconstruction's mask, masks N1HW.  This is the model's whole use outside training
+        (merging, export, live swapping); ``morph_value`` is AMP's (others ignore it)."""
         raise NotImplementedError
 
     def forward(self, warped_src: Tensor, warped_dst: Tensor) -> dict[str, Tensor]:
@@ -76,3 +106,7 @@ class SwapModel(nn.Module):
         if morph_value is not None:
             out["pred_src_dst"], out["pred_src_dstm"], _ = self.swap(target_dst, morph_value)
         return out
+
+    def preview_morph(self) -> float | None:
+        """The morph value the training preview swaps with (AMP: its morph factor; others none)."""
+        return None

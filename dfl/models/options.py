@@ -1,7 +1,8 @@
-"""Each model's options, declared once as data.
+"""Option declarations: what an option is (:class:`OptionSpec`), DFL's help texts, and the rules for values.
 
-Prompts, config files, CLI flags and the saved ``options.json`` are all derived from these
-declarations (by the trainer), so names, defaults, ranges and help texts stay as DFL users know them.
+Each model module declares its options as a list of :class:`OptionSpec` in its registered spec
+(:mod:`dfl.models.registry`); prompts, config files, CLI flags and the saved ``options.json`` are all
+derived from those declarations, so names, defaults, ranges and help texts stay as DFL users know them.
 ``changeable=False`` marks options fixed when the model is created (they shape its networks).
 """
 
@@ -28,6 +29,7 @@ class OptionSpec:
     changeable: bool = True
     # only asked/used when this predicate over the other options holds (e.g. archi starts with df)
     when: str | None = None
+    keep_case: bool = False   # a text value kept as typed (else lower-cased)
 
     def describe_range(self) -> str:
         """The ``add_info`` DFL shows after the prompt, e.g. ``64-640`` or ``h/mf/f/wf/head``."""
@@ -110,94 +112,18 @@ _HELP = {
 }
 
 
-def _o(name: str, type_: str, default: Any, prompt: str, **kw: Any) -> OptionSpec:
+def option(name: str, type_: str, default: Any, prompt: str, **kw: Any) -> OptionSpec:
+    """An option with DFL's help text for its name (the same name means the same thing in every model)."""
     return OptionSpec(name=name, type=type_, default=default, prompt=prompt, help=_HELP.get(name, ""), **kw)
 
 
-_COMMON_RUN = [
-    _o("batch_size", "int", 8, "Batch size", min=1, max=256),
-    _o("random_src_flip", "bool", False, "Flip SRC faces randomly"),
-    _o("random_dst_flip", "bool", True, "Flip DST faces randomly"),
-]
-
-SAEHD_OPTIONS: list[OptionSpec] = [
-    _o("resolution", "int", 128, "Resolution", min=64, max=640, changeable=False),
-    _o("face_type", "str", "f", "Face type", choices=("h", "mf", "f", "wf", "head"), changeable=False),
-    _o("archi", "str", "liae-ud", "AE architecture", changeable=False),
-    _o("ae_dims", "int", 256, "AutoEncoder dimensions", min=32, max=1024, changeable=False),
-    _o("e_dims", "int", 64, "Encoder dimensions", min=16, max=256, changeable=False),
-    _o("d_dims", "int", 64, "Decoder dimensions", min=16, max=256, changeable=False),
-    _o("d_mask_dims", "int", None, "Decoder mask dimensions", min=16, max=256, changeable=False),
-    *_COMMON_RUN,
-    _o("masked_training", "bool", True, "Masked training", when="face_type in ('wf', 'head')"),
-    _o("eyes_mouth_prio", "bool", False, "Eyes and mouth priority"),
-    _o("uniform_yaw", "bool", False, "Uniform yaw distribution of samples"),
-    _o("blur_out_mask", "bool", False, "Blur out mask"),
-    _o("adabelief", "bool", True, "Use AdaBelief optimizer?"),
-    _o("lr_dropout", "str", "n", "Use learning rate dropout", choices=("n", "y", "cpu")),
-    _o("random_warp", "bool", True, "Enable random warp of samples"),
-    _o("random_hsv_power", "float", 0.0, "Random hue/saturation/light intensity", min=0.0, max=0.3),
-    _o("gan_power", "float", 0.0, "GAN power", min=0.0, max=5.0),
-    _o("gan_patch_size", "int", None, "GAN patch size", min=3, max=640, when="gan_power != 0"),
-    _o("gan_dims", "int", 16, "GAN dimensions", min=4, max=512, when="gan_power != 0"),
-    _o("true_face_power", "float", 0.0, "'True face' power.", min=0.0, max=1.0, when="archi.startswith('df')"),
-    _o("face_style_power", "float", 0.0, "Face style power", min=0.0, max=100.0),
-    _o("bg_style_power", "float", 0.0, "Background style power", min=0.0, max=100.0),
-    _o("ct_mode", "str", "none", "Color transfer for src faceset", choices=("none", "rct", "lct", "mkl", "idt", "sot")),
-    _o("clipgrad", "bool", False, "Enable gradient clipping"),
-    _o("pretrain", "bool", False, "Enable pretraining mode"),
-]
-
-AMP_OPTIONS: list[OptionSpec] = [
-    _o("resolution", "int", 224, "Resolution", min=64, max=640, changeable=False),
-    _o("face_type", "str", "wf", "Face type", choices=("f", "wf", "head"), changeable=False),
-    _o("ae_dims", "int", 256, "AutoEncoder dimensions", min=32, max=1024, changeable=False),
-    _o("inter_dims", "int", 1024, "Inter dimensions", min=32, max=2048, changeable=False),
-    _o("e_dims", "int", 64, "Encoder dimensions", min=16, max=256, changeable=False),
-    _o("d_dims", "int", 64, "Decoder dimensions", min=16, max=256, changeable=False),
-    _o("d_mask_dims", "int", None, "Decoder mask dimensions", min=16, max=256, changeable=False),
-    _o("morph_factor", "float", 0.5, "Morph factor.", min=0.1, max=0.5, changeable=False),
-    *_COMMON_RUN,
-    _o("uniform_yaw", "bool", False, "Uniform yaw distribution of samples"),
-    _o("blur_out_mask", "bool", False, "Blur out mask"),
-    _o("lr_dropout", "str", "n", "Use learning rate dropout", choices=("n", "y", "cpu")),
-    _o("random_warp", "bool", True, "Enable random warp of samples"),
-    _o("gan_power", "float", 0.0, "GAN power", min=0.0, max=5.0),
-    _o("gan_patch_size", "int", None, "GAN patch size", min=3, max=640, when="gan_power != 0"),
-    _o("gan_dims", "int", 16, "GAN dimensions", min=4, max=512, when="gan_power != 0"),
-    _o("ct_mode", "str", "none", "Color transfer for src faceset", choices=("none", "rct", "lct", "mkl", "idt", "sot")),
-    _o("clipgrad", "bool", False, "Enable gradient clipping"),
-]
-
-# Quick96 is a fixed preset: nothing about the networks is asked, only the run-time flips.
-QUICK96_FIXED: dict[str, Any] = {
-    "resolution": 96, "face_type": "f", "archi": "df-ud", "ae_dims": 128, "e_dims": 64, "d_dims": 64,
-    "d_mask_dims": 16, "batch_size": 4, "masked_training": True, "eyes_mouth_prio": False,
-    "random_warp": True, "lr_dropout": "y", "adabelief": False, "ct_mode": "none",
-}
-# DFL's Quick96 never flips its samples; the flips stay switchable here, off by default as there.
-QUICK96_OPTIONS: list[OptionSpec] = [
-    _o("random_src_flip", "bool", False, "Flip SRC faces randomly"),
-    _o("random_dst_flip", "bool", False, "Flip DST faces randomly"),
-]
-
-MODEL_OPTIONS: dict[str, list[OptionSpec]] = {
-    "SAEHD": SAEHD_OPTIONS,
-    "AMP": AMP_OPTIONS,
-    "Quick96": QUICK96_OPTIONS,
-}
-
-
-def model_types() -> list[str]:
-    return list(MODEL_OPTIONS)
-
-
-def canonical_model_type(model_type: str) -> str:
-    """Case-insensitive lookup ("saehd" -> "SAEHD"); DflError names the choices."""
-    for name in MODEL_OPTIONS:
-        if name.lower() == str(model_type).lower():
-            return name
-    raise DflError(f"model {model_type!r}: unknown, choose one of {', '.join(MODEL_OPTIONS)}")
+# DFL's per-run options every autoencoder asks
+COMMON_RUN = (
+    option("batch_size", "int", 8, "Batch size", min=1, max=256),
+    option("random_src_flip", "bool", False, "Flip SRC faces randomly"),
+    option("random_dst_flip", "bool", True, "Flip DST faces randomly"),
+)
+CT_MODES = ("none", "rct", "lct", "mkl", "idt", "sot")
 
 
 def option_applies(spec: OptionSpec, options: dict) -> bool:
@@ -211,12 +137,8 @@ def option_applies(spec: OptionSpec, options: dict) -> bool:
         return True
 
 
-def default_options(model_type: str) -> dict:
-    """Every option at its default (derived defaults filled in), as a new model would get them."""
-    return validate_options(model_type, {})
-
-
-def _coerce(spec: OptionSpec, value: Any) -> Any:
+def coerce(spec: OptionSpec, value: Any) -> Any:
+    """``value`` as the option's type (yes/no words, whole numbers, a choice); DflError when it is not one."""
     where = f"option {spec.name}"
     if spec.type == "bool":
         if isinstance(value, bool):
@@ -240,23 +162,11 @@ def _coerce(spec: OptionSpec, value: Any) -> Any:
         except (TypeError, ValueError):
             raise DflError(f"{where}: {value!r} is not a number") from None
     value = str(value).strip()
-    if spec.name != "archi":
+    if not spec.keep_case:
         value = value.lower()
     if spec.choices and value not in spec.choices:
         raise DflError(f"{where}: {value!r} is not one of {', '.join(spec.choices)}")
     return value
-
-
-def check_given(model_type: str, given: dict[str, Any]) -> None:
-    """Refuse a value the user gave (config file, prompt) that is outside its option's range, as
-    ``dfl merge`` refuses its settings: silently clamping a typo (``resolution: 99999``) built a model
-    nobody asked for.  Unknown names and bad types are reported by :func:`validate_options`."""
-    specs = {s.name: s for s in MODEL_OPTIONS[canonical_model_type(model_type)]}
-    for name, value in given.items():
-        spec = specs.get(name)
-        if spec is None or value is None or (isinstance(value, str) and value == "" and spec.type != "str"):
-            continue
-        check_range(spec, _coerce(spec, value))
 
 
 def check_range(spec: OptionSpec, value: Any) -> Any:
@@ -267,7 +177,8 @@ def check_range(spec: OptionSpec, value: Any) -> Any:
     return value
 
 
-def _clip(spec: OptionSpec, value: Any) -> Any:
+def clip(spec: OptionSpec, value: Any) -> Any:
+    """``value`` clipped into the option's range, as DFL clips what it loads."""
     if spec.type in ("int", "float") and value is not None:
         if spec.min is not None:
             value = max(value, type(value)(spec.min))
@@ -276,76 +187,6 @@ def _clip(spec: OptionSpec, value: Any) -> Any:
     return value
 
 
-def validate_options(model_type: str, options: dict) -> dict:
-    """Complete, coerce and clamp ``options`` the way DFL's prompts would.
-
-    Unknown names and impossible values raise DflError; numbers outside a range are clipped as DFL
-    clips them (values a user gives are refused before this by :func:`check_given`; the clipping keeps
-    older saved options loadable); resolution rounds down to a multiple of 16 (32 for ``-d`` archis and AMP); the dims
-    become even; unset ``d_mask_dims`` and ``gan_patch_size`` take DFL's derived defaults.
-    """
-    model_type = canonical_model_type(model_type)
-    specs = {s.name: s for s in MODEL_OPTIONS[model_type]}
-    extra = {k for k in options if k not in specs and k != "model_type"}
-    if model_type == "Quick96":
-        extra -= set(QUICK96_FIXED)
-    if extra:
-        raise DflError(f"options for {model_type}: unknown option(s) {', '.join(sorted(extra))}")
-    out: dict[str, Any] = {}
-    for name, spec in specs.items():
-        value = options.get(name, spec.default)
-        if value is not None and not (isinstance(value, str) and value == "" and spec.type != "str"):
-            value = _clip(spec, _coerce(spec, value))
-        else:
-            value = None
-        out[name] = value
-
-    if model_type == "Quick96":
-        fixed = dict(QUICK96_FIXED)
-        fixed.update(out)
-        return fixed
-
-    if model_type == "SAEHD":
-        from dfl.models.saehd import parse_archi
-
-        archi_type, opts = parse_archi(out["archi"])
-        out["archi"] = archi_type + (f"-{opts}" if opts else "")
-        step = 32 if "d" in opts else 16
-        if archi_type != "df":
-            out["true_face_power"] = 0.0
-    else:
-        step = 32
-    out["resolution"] = min(640, max(64, (out["resolution"] // step) * step))
-    for k in ("e_dims", "d_dims"):
-        out[k] += out[k] % 2
-    if out["d_mask_dims"] is None:
-        dm = out["d_dims"] // 3
-        out["d_mask_dims"] = dm + dm % 2
-    else:
-        out["d_mask_dims"] += out["d_mask_dims"] % 2
-    if out.get("gan_patch_size") is None:
-        out["gan_patch_size"] = out["resolution"] // 8
-    return out
-
-
-def check_changes(model_type: str, saved: dict, requested: dict) -> dict:
-    """Options for resuming a model: ``saved`` with the ``requested`` changes applied.
-
-    A change to an option fixed at creation (``changeable=False``) raises DflError naming it.
-    """
-    model_type = canonical_model_type(model_type)
-    specs = {s.name: s for s in MODEL_OPTIONS[model_type]}
-    check_given(model_type, {k: v for k, v in requested.items() if k in specs})
-    merged = dict(saved)
-    for name, value in requested.items():
-        spec = specs.get(name)
-        if spec is None:
-            if model_type == "Quick96" and name in QUICK96_FIXED and value == saved.get(name):
-                continue
-            raise DflError(f"option {name}: not an option of {model_type}" + (" (fixed preset)" if model_type == "Quick96" else ""))
-        new = _coerce(spec, value) if value is not None else None
-        if not spec.changeable and new is not None and new != saved.get(name):
-            raise DflError(f"option {name}: fixed when the model was created ({saved.get(name)!r}), cannot become {new!r}")
-        merged[name] = value
-    merged.pop("model_type", None)
-    return validate_options(model_type, merged)
+def is_unset(spec: OptionSpec, value: Any) -> bool:
+    """None, or an empty answer to a non-text option (DFL's "Empty: derived default")."""
+    return value is None or (isinstance(value, str) and value == "" and spec.type != "str")

@@ -19,7 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from dfl.errors import DflError
-from dfl.models.base import SwapModel
+from dfl.models import swap
+from dfl.models.base import SwapLoss, SwapModel
 from dfl.models.blocks import (
     Downscale,
     DownscaleBlock,
@@ -30,6 +31,36 @@ from dfl.models.blocks import (
     depth_to_space,
     pixel_norm,
     same_input_convs,
+)
+from dfl.models.options import COMMON_RUN, CT_MODES, option
+from dfl.models.registry import DflImport, ModelSpec, register_model
+
+OPTIONS = (
+    option("resolution", "int", 128, "Resolution", min=64, max=640, changeable=False),
+    option("face_type", "str", "f", "Face type", choices=("h", "mf", "f", "wf", "head"), changeable=False),
+    option("archi", "str", "liae-ud", "AE architecture", changeable=False, keep_case=True),
+    option("ae_dims", "int", 256, "AutoEncoder dimensions", min=32, max=1024, changeable=False),
+    option("e_dims", "int", 64, "Encoder dimensions", min=16, max=256, changeable=False),
+    option("d_dims", "int", 64, "Decoder dimensions", min=16, max=256, changeable=False),
+    option("d_mask_dims", "int", None, "Decoder mask dimensions", min=16, max=256, changeable=False),
+    *COMMON_RUN,
+    option("masked_training", "bool", True, "Masked training", when="face_type in ('wf', 'head')"),
+    option("eyes_mouth_prio", "bool", False, "Eyes and mouth priority"),
+    option("uniform_yaw", "bool", False, "Uniform yaw distribution of samples"),
+    option("blur_out_mask", "bool", False, "Blur out mask"),
+    option("adabelief", "bool", True, "Use AdaBelief optimizer?"),
+    option("lr_dropout", "str", "n", "Use learning rate dropout", choices=("n", "y", "cpu")),
+    option("random_warp", "bool", True, "Enable random warp of samples"),
+    option("random_hsv_power", "float", 0.0, "Random hue/saturation/light intensity", min=0.0, max=0.3),
+    option("gan_power", "float", 0.0, "GAN power", min=0.0, max=5.0),
+    option("gan_patch_size", "int", None, "GAN patch size", min=3, max=640, when="gan_power != 0"),
+    option("gan_dims", "int", 16, "GAN dimensions", min=4, max=512, when="gan_power != 0"),
+    option("true_face_power", "float", 0.0, "'True face' power.", min=0.0, max=1.0, when="archi.startswith('df')"),
+    option("face_style_power", "float", 0.0, "Face style power", min=0.0, max=100.0),
+    option("bg_style_power", "float", 0.0, "Background style power", min=0.0, max=100.0),
+    option("ct_mode", "str", "none", "Color transfer for src faceset", choices=CT_MODES),
+    option("clipgrad", "bool", False, "Enable gradient clipping"),
+    option("pretrain", "bool", False, "Enable pretraining mode"),
 )
 
 
@@ -193,6 +224,8 @@ class SAEHDModel(SwapModel):
             raise DflError(f"resolution {res}: must be a multiple of {step} for archi {options['archi']}")
         ae, e, d, dm = (int(options[k]) for k in ("ae_dims", "e_dims", "d_dims", "d_mask_dims"))
         lowest = res // (32 if "d" in opts else 16)
+        if archi_type != "df":
+            self.loss_terms = SwapLoss(code_discriminator=False)   # 'true face' reads df's single code
 
         self.encoder = Encoder(3, e, opts)
         enc_out = self.encoder.out_ch() * self.encoder.out_res(res) ** 2
@@ -298,3 +331,37 @@ def options_from_shapes(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, A
     unknown = {"archi": f"{base} or {with_u} (-u leaves no trace in the weights)",
                "face_type": "h, mf, f, wf or head"}
     return known, unknown
+
+
+def finish_options(out: dict[str, Any]) -> dict[str, Any]:
+    """DFL's SAEHD rules: archi normalised, resolution a multiple of 16 (32 with ``-d``), 'true face' for
+    df only, then the autoencoders' rounding and derived defaults."""
+    archi_type, opts = parse_archi(out["archi"])
+    out["archi"] = archi_type + (f"-{opts}" if opts else "")
+    if archi_type != "df":
+        out["true_face_power"] = 0.0
+    return swap.finish_autoencoder_options(out, 32 if "d" in opts else 16)
+
+
+def dfl_networks(options: dict[str, Any]) -> list[str]:
+    """The network files DFL saves for these options (named as dfl's networks)."""
+    if str(options.get("archi", "df")).startswith("liae"):
+        return ["encoder", "inter_AB", "inter_B", "decoder"]
+    return ["encoder", "inter", "decoder_src", "decoder_dst"]
+
+
+SPEC = register_model(ModelSpec(
+    name="SAEHD",
+    kind="swap",
+    summary="DFL's main model: df or liae archi (-u/-d/-t), resolution, dims and face type of your choice",
+    options=OPTIONS,
+    build=SAEHDModel,
+    recipe=swap.SwapRecipe,
+    training_data=swap.training_data,
+    optimizer=swap.optimizer,
+    trace=swap.trace,
+    finish_options=finish_options,
+    options_from_weights=swap.options_from_weights(options_from_shapes),
+    # SAEHD's GAN is saved as GAN.npy but built as "D_src"; its code discriminator as "dis"
+    dfl_import=DflImport(dfl_networks, scopes={"GAN": "D_src", "code_discriminator": "dis"}),
+))

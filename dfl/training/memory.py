@@ -16,18 +16,19 @@ from typing import Any
 import torch
 
 from dfl.errors import DflError
+from dfl.models.registry import create_model, get_spec
+from dfl.training.optim import state_tensors
 
 BASELINE_BYTES = 250 * 1024**2   # the process itself: PyTorch, OpenCV, the faceset cache of a small set
 
 
 def estimate_training_bytes(model_type: str, options: dict[str, Any], precision: str = "fp32") -> int:
     """Bytes one training step of this model needs at least (weights, gradients, optimiser states,
-    activations kept for the backward pass)."""
-    from dfl.models import build_model
-
+    activations kept for the backward pass), from its spec's training forward pass (``trace``)."""
+    spec = get_spec(model_type)
     batch = int(options.get("batch_size", 4) or 4)
     with torch.device("meta"):
-        model = build_model(model_type, options)
+        model = create_model(model_type, options)
         outputs: list[int] = []
 
         def count(_module: torch.nn.Module, _inputs: Any, out: Any) -> None:
@@ -37,15 +38,14 @@ def estimate_training_bytes(model_type: str, options: dict[str, Any], precision:
         leaves = [m for m in model.modules() if not any(True for _ in m.children())]
         hooks = [m.register_forward_hook(count) for m in leaves]
         try:
-            r = model.resolution
-            model.forward_train(torch.empty(batch, 3, r, r), torch.empty(batch, 3, r, r))
+            spec.trace(model, batch)
         finally:
             for h in hooks:
                 h.remove()
     trained = set(model.trainable_networks(options))
     n_all = sum(p.numel() for p in model.parameters())
     n_trained = sum(p.numel() for name, net in model.networks.items() if name in trained for p in net.parameters())
-    states = 2 if options.get("adabelief", True) else 1          # AdaBelief: m and s; RMSprop: one
+    states = state_tensors(spec.optimizer(options))             # AdaBelief: m and v; RMSprop: one
     activation_copies = 2 if precision == "fp32" else 1           # kept for backward, and their gradients
     return 4 * (n_all + n_trained * (1 + states)) + 4 * activation_copies * sum(outputs) + BASELINE_BYTES
 

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import Tensor
 
+from dfl.models.registry import OptimizerConfig
+
 EPS = float(torch.finfo(torch.float32).resolution)  # DFL's np.finfo(float32).resolution = 1e-6
 
 
@@ -338,18 +340,17 @@ class RMSprop(_FlatOptimizer):
         return grads, denom
 
 
-def make_optimizer(params: Iterable, options: dict, model_type: str = "SAEHD") -> torch.optim.Optimizer:
-    """The optimiser DFL builds for a model's options.
+OPTIMIZERS: dict[str, type[_FlatOptimizer]] = {"adabelief": AdaBelief, "rmsprop": RMSprop}
 
-    SAEHD/AMP: AdaBelief (RMSprop when ``adabelief`` is off) at lr 5e-5; ``lr_dropout`` y/cpu keeps 30%
-    of updates with a 500-iteration cosine cycle; ``clipgrad`` clips the global norm at 1.0.
-    Quick96: RMSprop at lr 2e-4 with lr dropout 0.3, always.  Pretraining turns lr dropout off.
-    """
-    if model_type == "Quick96":
-        return RMSprop(params, lr=2e-4, lr_dropout=0.3)
-    on = str(options.get("lr_dropout", "n")).lower() in ("y", "cpu", "true") and not options.get("pretrain", False)
-    lr_dropout, lr_cos = (0.3, 500) if on else (1.0, 0)
-    clipnorm = 1.0 if options.get("clipgrad", False) else 0.0
-    if options.get("adabelief", True):
-        return AdaBelief(params, lr=5e-5, lr_dropout=lr_dropout, lr_cos=lr_cos, clipnorm=clipnorm)
-    return RMSprop(params, lr=5e-5, lr_dropout=lr_dropout, lr_cos=lr_cos, clipnorm=clipnorm)
+
+def make_optimizer(params: Iterable, config: OptimizerConfig) -> torch.optim.Optimizer:
+    """The optimiser a model's spec asks for (:class:`dfl.models.registry.OptimizerConfig`)."""
+    cls = OPTIMIZERS.get(config.name)
+    if cls is None:
+        raise ValueError(f"optimiser {config.name!r}: one of {', '.join(OPTIMIZERS)}")
+    return cls(params, lr=config.lr, lr_dropout=config.lr_dropout, lr_cos=config.lr_cos, clipnorm=config.clipnorm)
+
+
+def state_tensors(config: OptimizerConfig) -> int:
+    """Tensors of optimiser state per parameter (AdaBelief: m and v; RMSprop: one accumulator)."""
+    return len(OPTIMIZERS[config.name]._state_keys)

@@ -1,7 +1,8 @@
 """A new model's options, asked once like DFL (or read from a config file), and the rules on resume.
 
-Everything comes from the declarations in :mod:`dfl.models.options`: each option is asked with DFL's
-prompt text, its default in brackets and its range; ``?`` prints DFL's help and asks again.  A config
+Everything comes from the option declarations in the model's registered spec (:mod:`dfl.models.registry`):
+each option is asked with DFL's prompt text, its default in brackets and its range; ``?`` prints DFL's help
+and asks again.  A config
 file (YAML or JSON, a flat mapping of option names) answers questions without asking; with
 ``--non-interactive`` the rest take their defaults.  On resume the saved options stand; a config file
 (or ``--change-options`` in a terminal) may change only the options DFL lets change after creation.
@@ -16,6 +17,8 @@ import click
 
 from dfl.config_file import load_mapping
 from dfl.errors import DflError
+from dfl.models.options import OptionSpec, check_range, coerce, option_applies
+from dfl.models.registry import get_spec
 
 Asker = Callable[[str, str], str]   # (question, default shown) -> raw answer
 
@@ -40,10 +43,8 @@ def _click_ask(question: str, default: str) -> str:
     return click.prompt(question, default=default, show_default=False, type=str)
 
 
-def ask_one(spec: Any, default: Any, ask: Asker) -> Any:
+def ask_one(spec: OptionSpec, default: Any, ask: Asker) -> Any:
     """Ask one option until the answer is valid; ``?`` shows the help; empty keeps the default."""
-    from dfl.models.options import _coerce, check_range
-
     rng = spec.describe_range()
     extra = " ".join(x for x in (rng, "?:help" if spec.help else "") if x)
     shown = _show(default, spec.type)
@@ -56,7 +57,7 @@ def ask_one(spec: Any, default: Any, ask: Asker) -> Any:
         if raw == "" or raw == shown:
             return default
         try:
-            return check_range(spec, _coerce(spec, raw))
+            return check_range(spec, coerce(spec, raw))
         except DflError as exc:
             click.echo(f"  {exc}")
 
@@ -64,17 +65,13 @@ def ask_one(spec: Any, default: Any, ask: Asker) -> Any:
 def new_model_options(model_type: str, given: dict[str, Any], interactive: bool,
                       ask: Asker | None = None) -> dict[str, Any]:
     """Options of a new model: ``given`` (config) first, then asked (or defaults), then validated."""
-    from dfl.models.options import (MODEL_OPTIONS, QUICK96_FIXED, canonical_model_type, check_given, option_applies,
-                                    validate_options)
-
-    model_type = canonical_model_type(model_type)
+    model = get_spec(model_type)
     given = {k: v for k, v in given.items() if k != "model_type"}
-    check_given(model_type, given)
-    specs = MODEL_OPTIONS[model_type]
-    known = {s.name for s in specs} | (set(QUICK96_FIXED) if model_type == "Quick96" else set())
-    unknown = sorted(set(given) - known)
+    model.check_given(given)
+    specs = model.options
+    unknown = sorted(set(given) - model.known_options())
     if unknown:
-        raise DflError(f"options for {model_type}: unknown option(s) {', '.join(unknown)}")
+        raise DflError(f"options for {model.name}: unknown option(s) {', '.join(unknown)}")
     answers: dict[str, Any] = {}
     ask = ask or _click_ask
     for spec in specs:
@@ -86,28 +83,26 @@ def new_model_options(model_type: str, given: dict[str, Any], interactive: bool,
         elif interactive:
             answers[spec.name] = ask_one(spec, spec.default, ask)
     answers.update({k: v for k, v in given.items() if k not in answers})
-    return validate_options(model_type, answers)
+    return model.validate(answers)
 
 
 def resume_options(model_type: str, saved: dict[str, Any], given: dict[str, Any], ask_changes: bool,
                    ask: Asker | None = None) -> dict[str, Any]:
     """Options to resume with: saved ones, changed by ``given`` and (``ask_changes``) the user's answers to
     the changeable options; changing a fixed option is a DflError that names it."""
-    from dfl.models.options import MODEL_OPTIONS, canonical_model_type, check_changes, option_applies
-
-    model_type = canonical_model_type(model_type)
+    model = get_spec(model_type)
     given = {k: v for k, v in given.items() if k != "model_type"}
-    merged = check_changes(model_type, saved, given)
+    merged = model.check_changes(saved, given)
     if ask_changes:
         ask = ask or _click_ask
         changes = dict(given)
-        for spec in MODEL_OPTIONS[model_type]:
+        for spec in model.options:
             if not spec.changeable or spec.name in given or not option_applies(spec, merged):
                 continue
             value = ask_one(spec, merged.get(spec.name), ask)
             if value != merged.get(spec.name):
                 changes[spec.name] = value
-        merged = check_changes(model_type, saved, changes)
+        merged = model.check_changes(saved, changes)
     return merged
 
 

@@ -13,8 +13,11 @@ from typing import Any
 import click
 
 from dfl.errors import DflError
-from dfl.training import checkpoint as ckpt
+from dfl.models import store
+from dfl.models.registry import get_spec, model_names
 from dfl.training import prompts
+from dfl.training.distributed import dist_info
+from dfl.training.history import history_mean
 from dfl.training.trainer import Trainer, TrainResult, TrainSettings
 
 
@@ -39,18 +42,16 @@ def choose_model(req: SessionRequest) -> tuple[str, str, bool]:
     A named model is found damaged or not (a folder holding weights is never taken for a new model);
     the picker offers only models that load as they are.
     """
-    from dfl.models.options import canonical_model_type
-
-    model_type = canonical_model_type(req.model_type) if req.model_type else None
+    model_type = get_spec(req.model_type).name if req.model_type else None
     if req.name:
-        info = ckpt.find_model(req.model_dir, req.name, model_type)
+        info = store.find_model(req.model_dir, req.name, model_type)
         if info is not None:
             return info.name, info.model_type, True
         if model_type is None:
             raise DflError(f"{req.model_dir}: no model named {req.name!r}; give --model to create one")
-        ckpt.check_name(req.name)
+        store.check_name(req.name)
         return req.name, model_type, False
-    listed = [m for m in ckpt.list_models(req.model_dir) if model_type in (None, m.model_type)]
+    listed = [m for m in store.list_models(req.model_dir) if model_type in (None, m.model_type)]
     models = [m for m in listed if not m.damaged]
     damaged = [m for m in listed if m.damaged]
     if not req.interactive:
@@ -60,7 +61,7 @@ def choose_model(req: SessionRequest) -> tuple[str, str, bool]:
             raise DflError(f"{req.model_dir}: no usable model; {damaged[0].describe_damage()}")
         raise DflError(f"{req.model_dir}: no saved model; give --name (and --model) to create one")
     if model_type is None:
-        raise DflError("--model: which model to train (SAEHD, AMP or Quick96)")
+        raise DflError(f"--model: which model to train ({', '.join(model_names())})")
     click.echo("Choose one of the saved models, or enter a name to create a new model.")
     for i, m in enumerate(models):
         click.echo(f"[{i}] : {m.name} ({m.model_type})" + (" - latest" if i == 0 else ""))
@@ -70,8 +71,8 @@ def choose_model(req: SessionRequest) -> tuple[str, str, bool]:
     if answer.isdigit() and int(answer) < len(models):
         m = models[int(answer)]
         return m.name, m.model_type, True
-    ckpt.check_name(answer)
-    info = ckpt.find_model(req.model_dir, answer, model_type)
+    store.check_name(answer)
+    info = store.find_model(req.model_dir, answer, model_type)
     return (answer, model_type, info is not None)
 
 
@@ -102,23 +103,23 @@ def settle_options(req: SessionRequest, model_type: str, path: Path, exists: boo
         options = prompts.new_model_options(model_type, req.config, req.interactive)
         return Settled(options, {"iteration": 0, "loss_history": {}}, save_now=True)
     if recover:
-        ckpt.recover(path)
-    problem = ckpt.diagnose(path)
+        store.recover(path)
+    problem = store.diagnose(path)
     rebuilt = None
-    if problem is not None and problem.startswith(ckpt.OPTIONS):
+    if problem is not None and problem.startswith(store.OPTIONS):
         if not req.model_type:
             name = path.name.rpartition("_")[0]
-            raise DflError(f"{path}: damaged model: {problem}; {ckpt.repair_hint(path, name, model_type, problem)}")
-        options, how = ckpt.rebuild_options(path, model_type, req.config)
-        click.echo(f"{path / ckpt.OPTIONS}: {problem.partition(': ')[2] or 'missing'}; {how}")
+            raise DflError(f"{path}: damaged model: {problem}; {store.repair_hint(path, name, model_type, problem)}")
+        options, how = store.rebuild_options(path, model_type, req.config)
+        click.echo(f"{path / store.OPTIONS}: {problem.partition(': ')[2] or 'missing'}; {how}")
         rebuilt = (model_type, options)
-    c = ckpt.read_checkpoint(path, options=rebuilt)
+    c = store.read_checkpoint(path, options=rebuilt)
     for line in c.notices:
         click.echo(line)
     if recover and problem is not None:
-        for name in (ckpt.OPTIONS, ckpt.STATE):
+        for name in (store.OPTIONS, store.STATE):
             if problem.startswith(name):
-                ckpt.set_aside(path, name)   # unreadable: kept beside as <name>.damaged, not overwritten
+                store.set_aside(path, name)   # unreadable: kept beside as <name>.damaged, not overwritten
     if rebuilt is not None:
         options = c.options
     else:
@@ -128,7 +129,7 @@ def settle_options(req: SessionRequest, model_type: str, path: Path, exists: boo
         click.echo("pretraining turned off: the iteration counter starts again from 0 (as DFL)")
         state["iteration"] = 0
         state["loss_history"] = {}
-    repaired = rebuilt is not None or bool(problem and problem.startswith(ckpt.STATE))
+    repaired = rebuilt is not None or bool(problem and problem.startswith(store.STATE))
     return Settled(options, state, c.weights, c.optimizer, save_now=repaired)
 
 
@@ -141,8 +142,6 @@ def train(req: SessionRequest, settings: dict[str, Any],
     A new model is saved only once its faces have loaded and its memory estimate fits the device; a
     failure before that leaves no model folder behind.
     """
-    from dfl.training.trainer import dist_info
-
     rank, world, _ = dist_info()
     if world > 1 and req.interactive:
         raise DflError("torchrun: give --non-interactive (and --name/--config) when training on several processes")
@@ -150,14 +149,14 @@ def train(req: SessionRequest, settings: dict[str, Any],
         raise DflError("--time-limit: not with torchrun (the processes would stop at different iterations); "
                        "use --target-iter")
     name, model_type, exists = choose_model(req)
-    path = ckpt.model_path(req.model_dir, name, model_type)
-    lock = ckpt.lock_model(path) if rank == 0 else contextlib.nullcontext()
+    path = store.model_path(req.model_dir, name, model_type)
+    lock = store.lock_model(path) if rank == 0 else contextlib.nullcontext()
     with lock:
         try:
             trainer = _start(req, settings, model_type, path, exists, rank)
         except BaseException:
             if not exists and rank == 0:
-                ckpt.remove_if_unused(path)   # nothing was saved: no empty folder left behind
+                store.remove_if_unused(path)   # nothing was saved: no empty folder left behind
             raise
         if time_limit_s:
             return run_with_time_limit(trainer, time_limit_s), path
@@ -179,7 +178,7 @@ def _start(req: SessionRequest, settings: dict[str, Any], model_type: str, path:
         if trainer.rank == 0:
             trainer.save()   # the options (and a repaired state) are on disk from the first second
     else:
-        trainer.options_changed = st.options != ckpt.read_options(path)[1]
+        trainer.options_changed = st.options != store.read_options(path)[1]
     return trainer
 
 
@@ -190,8 +189,6 @@ def run_with_time_limit(trainer: Trainer, seconds: float) -> TrainResult:
     that path from the per-iteration callback; a real Ctrl+C still propagates.
     """
     import time
-
-    from dfl.training.trainer import history_mean
 
     start = time.perf_counter()
     deadline = start + max(0.0, float(seconds))

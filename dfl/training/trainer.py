@@ -1,33 +1,35 @@
 """The training loop: batches in, optimiser steps, and a model folder that is always safe to kill.
 
-What it adds over the model and its objective: the device and precision (autocast over fp32 master
-weights, channels_last, optional ``torch.compile``), the schedule (target iteration, autosave every N
-minutes and on Ctrl+C, rolling backups), what the user watches (log line with ms/iteration, data-wait
-share and losses; preview grid and loss-history PNGs in the model folder; optional OpenCV window) and
-multi-GPU data parallelism when started by ``torchrun``.
+What it adds over the model's spec (its recipe, run by :class:`~dfl.training.objective.Objective`, and its
+batches): the device and precision (:mod:`dfl.training.cpu`; autocast over fp32 master weights,
+channels_last, optional ``torch.compile``), the schedule (target iteration, autosave every N minutes and on
+Ctrl+C or SIGTERM, rolling backups), what the user watches (log line with ms/iteration, data-wait share and
+losses; the preview grid and loss history in the model folder, :mod:`~dfl.training.previews`,
+:mod:`~dfl.training.history`) and multi-GPU data parallelism when started by ``torchrun``
+(:mod:`~dfl.training.distributed`).  It never asks which model it trains.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
+from dfl.atomic import atomic_write_bytes
 from dfl.errors import DflError
-from dfl.training import checkpoint as ckpt
-
-if TYPE_CHECKING:
-    from dfl.training.samples import SampleOptions, TrainingData
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-HISTORY_MAX_POINTS = 20000   # loss history is halved (pairs averaged) beyond this
+from dfl.models import store
+from dfl.models.registry import BatchSource, DataRequest, create_model, get_spec
+from dfl.samples import default_workers
+from dfl.training import distributed
+from dfl.training.cpu import resolve_precision, setup_cpu_training
+from dfl.training.history import history_append, history_mean, history_png
+from dfl.training.memory import check_fits
+from dfl.training.objective import Objective
+from dfl.training.previews import PreviewWindow, preview_grid, preview_period, write_png
 
 
 @dataclass
@@ -65,259 +67,34 @@ class TrainResult:
     history: dict[str, Any] = field(default_factory=dict)
 
 
-# -- device and precision ------------------------------------------------------------------------
-@functools.lru_cache(maxsize=1)
-def _proc_cpuinfo() -> str:
-    """``/proc/cpuinfo``, read once per process ("" where there is none, e.g. macOS, Windows)."""
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-
-
-def cpu_flags(cpuinfo: str | None = None) -> set[str]:
-    """The CPU's feature flags from ``cpuinfo`` (default: this machine's ``/proc/cpuinfo``)."""
-    if cpuinfo is None:
-        cpuinfo = _proc_cpuinfo()
-    flags: set[str] = set()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.partition(":")[2].split())
-    return flags
-
-
-def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
-    """True when the CPU has AMX tiles for bf16 (``amx_bf16``), the only CPUs where bf16 autocast pays off.
-
-    AVX-512 BF16 alone is not enough: there oneDNN's bf16 convolutions ran at about half the fp32 rate
-    (Quick96 1886 vs 1396 ms, SAEHD df-ud 128 4619 vs 2787 ms on 2 cores), and so do its bf16 GEMMs.
-    """
-    return "amx_bf16" in cpu_flags(cpuinfo)
-
-
-def cpu_has_fp16(cpuinfo: str | None = None) -> bool:
-    """True when the CPU has AVX-512 FP16 (``avx512_fp16``): there oneDNN multiplies float16 matrices at the
-    float32 rate (accumulating in float32), so ``fp16`` (float16 Winograd tiles, see
-    :func:`dfl.models.runtime.half_tiles`) trains faster than fp32 by moving fewer bytes.  Elsewhere
-    float16 GEMMs may be emulated, and slow."""
-    return "avx512_fp16" in cpu_flags(cpuinfo)
-
-
-def resolve_precision(precision: str, device: torch.device, cpuinfo: str | None = None) -> str:
-    """``auto``: bf16 where the hardware does it fast (CUDA Ampere+, CPUs with AMX), fp16 on older GPUs and
-    on CPUs with AVX-512 FP16 (there: float16 Winograd tiles, everything else float32), else fp32."""
-    if precision not in PRECISIONS:
-        raise DflError(f"--precision {precision}: one of {', '.join(PRECISIONS)}")
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu" and cpu_has_bf16(cpuinfo):
-        return "bf16"
-    if device.type == "cpu" and cpu_has_fp16(cpuinfo):
-        return "fp16"
-    return "fp32"
-
-
-def tune_cpu_for_training() -> None:
-    """Flush denormal floats to zero, as TensorFlow does on the CPU (so DFL trained that way too), and keep
-    freed memory in the process for the next step (:func:`dfl.models.runtime.keep_freed_memory`).
-
-    Tiny gradients and optimiser moments otherwise hit the CPU's slow denormal path.
-    """
-    from dfl.models.runtime import keep_freed_memory
-
-    torch.set_flush_denormal(True)
-    keep_freed_memory()
-
-
-def autocast_ctx(device: torch.device, precision: str):
-    if precision == "fp32":
-        return torch.autocast(device.type, enabled=False)
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
-
-
-# -- loss history ----------------------------------------------------------------------------------
-def history_append(hist: dict[str, Any], iteration: int, losses: dict[str, float]) -> None:
-    """Append one iteration's losses; beyond HISTORY_MAX_POINTS, halve the resolution (pairs averaged)."""
-    names = hist.setdefault("names", list(losses))
-    hist.setdefault("iters", []).append(iteration)
-    hist.setdefault("values", []).append([float(losses.get(n, float("nan"))) for n in names])
-    if len(hist["iters"]) > HISTORY_MAX_POINTS:
-        it, vals = hist["iters"], hist["values"]
-        m = len(it) // 2 * 2
-        hist["iters"] = [it[i + 1] for i in range(0, m, 2)] + it[m:]
-        hist["values"] = [[(a + b) / 2 for a, b in zip(vals[i], vals[i + 1])] for i in range(0, m, 2)] + vals[m:]
-
-
-def history_mean(hist: dict[str, Any], last: int = 100) -> dict[str, float]:
-    """Mean of the last ``last`` recorded losses by name."""
-    vals = hist.get("values", [])[-last:]
-    if not vals:
-        return {}
-    arr = np.asarray(vals, np.float64)
-    return {n: float(np.nanmean(arr[:, k])) for k, n in enumerate(hist["names"])}
-
-
-def history_png(hist: dict[str, Any]) -> bytes | None:
-    """A loss-history plot (PNG bytes), log scale like DFL's history view."""
-    if not hist.get("iters"):
-        return None
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(8, 3), dpi=100)
-    it = np.asarray(hist["iters"])
-    vals = np.asarray(hist["values"], np.float64)
-    shown = [n for n in hist["names"] if n.endswith("_loss") or n.startswith("D_")] or hist["names"][:2]
-    for k, n in enumerate(hist["names"]):
-        if n not in shown:
-            continue
-        ax.plot(it, vals[:, k], label=n, linewidth=0.8)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("loss")
-    if np.all(vals[np.isfinite(vals)] > 0):
-        ax.set_yscale("log")
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    import io
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-# -- preview ---------------------------------------------------------------------------------------
-PREVIEW_SHARE = 0.02   # of the training time, at most, spent refreshing the preview files
-
-
-def preview_period(seconds: float, cost: float) -> float:
-    """Seconds until the next preview refresh: ``seconds``, or longer when one refresh (``cost`` seconds:
-    three predictions, the grid and the loss plot) would take more than ``PREVIEW_SHARE`` of the time.
-    SAEHD 128 on 2 CPU cores spends ~0.6 s per refresh, which every 15 s was 4% of its training time; DFL
-    itself renders previews only when saving or asked to."""
-    return max(seconds, cost / PREVIEW_SHARE)
-
-
-def preview_grid(objective: Any, batch: dict[str, torch.Tensor]) -> np.ndarray:
-    """Rows of (src, src recon, dst, dst recon, swap), BGR uint8, as DFL's preview."""
-    model = objective.model
-    morph = model.options.get("morph_factor") if getattr(model, "model_type", "") == "AMP" else None
-    out = objective.preview(batch, morph)
-    s, d = batch["target_src"].float().cpu(), batch["target_dst"].float().cpu()
-    cols = [s, out["pred_src_src"], d, out["pred_dst_dst"], out["pred_src_dst"]]
-    cols = [c.detach().float().clamp(0, 1).cpu() for c in cols]
-    r = s.shape[-1]
-    cols = [torch.nn.functional.interpolate(c, size=(r, r), mode="bilinear", align_corners=False)
-            if c.shape[-1] != r else c for c in cols]
-    grid = torch.cat([torch.cat(list(c), dim=1) for c in cols], dim=2)   # C x (N*r) x (5*r)
-    return (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-
-
-def sample_options(model: torch.nn.Module, options: dict[str, Any], seed: int | None = None) -> "SampleOptions":
-    """What the samples must look like for this model (pretrain forces DFL's pretrain sampling)."""
-    from dfl.training.samples import SampleOptions
-
-    o = options
-    pretrain = bool(o.get("pretrain", False))
-    return SampleOptions(
-        resolution=int(model.resolution),
-        face_type=model.face_type,
-        batch_size=int(o.get("batch_size", 4)),
-        random_warp=bool(o.get("random_warp", True)) and not pretrain,
-        random_src_flip=True if pretrain else bool(o.get("random_src_flip", False)),
-        random_dst_flip=True if pretrain else bool(o.get("random_dst_flip", True)),
-        ct_mode="none" if pretrain else str(o.get("ct_mode") or "none"),
-        random_hsv_power=0.0 if pretrain else float(o.get("random_hsv_power", 0.0) or 0.0),
-        uniform_yaw=bool(o.get("uniform_yaw", False)) or pretrain,
-        seed=seed,
-    )
-
-
-def write_png(path: Path, img: np.ndarray) -> None:
-    import cv2
-    ok, buf = cv2.imencode(".png", img)
-    if ok:
-        ckpt.write_file_atomic(path, buf.tobytes())
-
-
-# -- distributed -----------------------------------------------------------------------------------
-def dist_info() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) when not distributed."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
-
-
-def _broadcast_from_rank0(nets: list[torch.nn.Module]) -> None:
-    """Every rank starts from rank 0's weights (a new model is initialised randomly per process)."""
-    import torch.distributed as dist
-
-    with torch.no_grad():
-        for net in nets:
-            for t in list(net.parameters()) + list(net.buffers()):
-                dist.broadcast(t.data, src=0)
-
-
-def _sync_grads_on_backward(params: list[torch.nn.Parameter], world: int) -> None:
-    """Average each gradient over the ranks as soon as backward has produced it (data parallelism
-    without touching the objective's update code)."""
-    import torch.distributed as dist
-
-    def hook(p: torch.Tensor) -> None:
-        dist.all_reduce(p.grad)
-        p.grad.div_(world)
-
-    for p in params:
-        p.register_post_accumulate_grad_hook(hook)
-
-
-# -- the loop --------------------------------------------------------------------------------------
 class Trainer:
     """Owns one model folder while training it (locked), from load to the last save."""
 
     def __init__(self, settings: TrainSettings, options: dict[str, Any], state: dict[str, Any],
                  weights: dict[str, torch.Tensor] | None, optimizer_state: dict[str, Any] | None) -> None:
-        from dfl.device import pick_device, use_all_cores
-        from dfl.models import build_model
-        from dfl.training.objective import Objective
-
         self.s = settings
+        self.spec = get_spec(settings.model_type)
         self.options = dict(options)
         self.options_changed = False   # set by the session when a resume changed options
         self._preview_failed = False   # a preview write failed once (said once, not again)
         self.state = dict(state)
         self.state.setdefault("iteration", 0)
         self.state.setdefault("loss_history", {})
-        self.rank, self.world, local_rank = dist_info()
-        if self.world > 1:
-            import torch.distributed as dist
-            if not dist.is_initialized():
-                backend = "nccl" if torch.cuda.is_available() else "gloo"
-                dist.init_process_group(backend)
-            if torch.cuda.is_available() and settings.device in ("auto", "cuda"):
-                torch.cuda.set_device(local_rank)
-                self.device = torch.device("cuda", local_rank)
-            else:
-                self.device = pick_device(settings.device)
-        else:
-            self.device = pick_device(settings.device)
+        self.rank, self.world, local_rank = distributed.dist_info()
+        self.device = distributed.training_device(settings.device, self.world, local_rank)
         if self.device.type == "cpu":
-            use_all_cores()
-            tune_cpu_for_training()
+            setup_cpu_training()
         self.precision = resolve_precision(settings.precision, self.device)
         if settings.seed is not None:
             torch.manual_seed(settings.seed + self.rank)
-        from dfl.training.memory import check_fits
-
         check_fits(settings.model_type, self.options, self.device, self.precision, settings.model_path)
-        self.model = build_model(settings.model_type, dict(self.options))
+        self.model = create_model(settings.model_type, dict(self.options))
         self.model.to(self.device)
         channels_last = settings.channels_last and self.device.type in ("cpu", "cuda")
         self.objective = Objective(self.model, self.options, precision=self.precision, channels_last=channels_last)
         if weights is not None:
-            ckpt.load_weights(self.model.networks, weights, settings.model_path)
-            fresh = ckpt.load_weights(self.objective.discriminators, weights, settings.model_path, optional=True)
+            store.load_weights(self.model.networks, weights, settings.model_path)
+            fresh = store.load_weights(self.objective.discriminators, weights, settings.model_path, optional=True)
             if fresh:
                 self._echo(f"new networks (starting from scratch): {', '.join(fresh)}")
         if optimizer_state:
@@ -325,9 +102,7 @@ class Trainer:
             if fresh:
                 self._echo(f"optimizer state starts afresh for: {', '.join(fresh)}")
         if self.world > 1:
-            nets = list(self.networks().values())
-            _broadcast_from_rank0(nets)
-            _sync_grads_on_backward([p for n in nets for p in n.parameters() if p.requires_grad], self.world)
+            distributed.share_networks(list(self.networks().values()), self.world)
         self.compiled = settings.compile and self.device.type != "cpu"
         if self.compiled:
             self.model.forward_train = torch.compile(self.model.forward_train)
@@ -339,18 +114,18 @@ class Trainer:
         self.model.train()
         self.data = self._load_faces()
 
-    def _load_faces(self) -> "TrainingData":
-        """Both facesets, read once; unreadable faces are skipped with a line, none at all is a DflError
-        (before a new model is ever saved)."""
-        from dfl.training.samples import TrainingData, default_workers
-
+    def _load_faces(self) -> BatchSource:
+        """The model's batches (its spec's ``training_data``): the faces are read now, so unreadable ones
+        are skipped with a line and none at all is a DflError before a new model is ever saved."""
         s = self.s
-        sopts = sample_options(self.model, self.options, seed=None if s.seed is None else s.seed + 1000 * self.rank)
+        self.batch_size = int(self.options.get("batch_size", 4))
         if self.world > 1:
-            sopts.batch_size = max(1, sopts.batch_size // self.world)
+            self.batch_size = max(1, self.batch_size // self.world)
         workers = default_workers(self.device.type) if s.workers is None else s.workers
-        return TrainingData(s.src_dir, s.dst_dir, sopts, workers=workers,
-                            notify=self._echo if self.rank == 0 else None)
+        request = DataRequest(s.src_dir, s.dst_dir, self.batch_size,
+                              seed=None if s.seed is None else s.seed + 1000 * self.rank, workers=workers,
+                              notify=self._echo if self.rank == 0 else None)
+        return self.spec.training_data(self.model, self.options, request)
 
     def networks(self) -> dict[str, torch.nn.Module]:
         """Everything saved in weights.safetensors: the model's networks and the discriminators."""
@@ -367,14 +142,14 @@ class Trainer:
         if self.rank != 0:
             return
         t0 = time.perf_counter()
-        ckpt.save_checkpoint(self.s.model_path, self.s.model_type, self.options, self.state,
-                             self.networks(), self.objective.optimizer_state())
+        store.save_checkpoint(self.s.model_path, self.s.model_type, self.options, self.state,
+                              self.networks(), self.objective.optimizer_state())
         msg = f"saved {self.s.model_path.name} at iteration {self.state['iteration']} ({time.perf_counter() - t0:.1f} s)"
         if preview_batch is not None:
             self.previews(preview_batch)
         if backup and self.s.keep_backups > 0:
             try:
-                b = ckpt.make_backup(self.s.model_path, self.s.keep_backups)
+                b = store.make_backup(self.s.model_path, self.s.keep_backups)
             except DflError as exc:
                 self._echo(str(exc))
                 b = None
@@ -387,12 +162,12 @@ class Trainer:
         and costs nothing else."""
         if self.rank != 0:
             return None
-        grid = preview_grid(self.objective, preview_batch)
+        grid = preview_grid(self.objective.preview_columns(preview_batch))
         try:
             write_png(self.s.model_path / "preview.png", grid)
             png = history_png(self.state["loss_history"])
             if png is not None:
-                ckpt.write_file_atomic(self.s.model_path / "history.png", png)
+                atomic_write_bytes(self.s.model_path / "history.png", png)
         except OSError as exc:
             if not self._preview_failed:
                 self._echo(f"{self.s.model_path}: preview not written ({exc.strerror or exc})")
@@ -401,91 +176,104 @@ class Trainer:
 
     def run(self) -> TrainResult:
         """Train until the target iteration (or Ctrl+C); saves on the way out either way."""
-        from tqdm import tqdm
-
         s = self.s
         data = self.data
-        sopts = data.opts
         preview_batch = data.fixed_preview_batch()
         it0 = int(self.state["iteration"])
         target = int(s.target_iter or 0)
         hist = self.state["loss_history"]
-        losses: dict[str, float] = {}
         t_start = time.perf_counter()
-        last_save = last_preview = last_log = t_start
-        preview_every = s.preview_seconds
-        step_times: list[float] = []
-        wait0 = 0.0
-        window = None
-        if s.preview_window and self.rank == 0:
-            window = _PreviewWindow()
+        window = PreviewWindow() if s.preview_window and self.rank == 0 else None
         self._echo(f"training {s.model_path.name} on {self.device} ({self.precision}"
                    f"{', channels_last' if s.channels_last else ''}{', compiled' if self.compiled else ''}"
-                   f"{f', {self.world} processes' if self.world > 1 else ''}), batch {sopts.batch_size}, "
+                   f"{f', {self.world} processes' if self.world > 1 else ''}), batch {self.batch_size}, "
                    f"from iteration {it0}" + (f" to {target}" if target else ""))
-        bar = tqdm(total=target or None, initial=it0, unit="it", desc=s.model_path.name, disable=self.rank != 0 or s.quiet,
-                   dynamic_ncols=True)
+        loop = _Loop(self, preview_batch, window, t_start)
         interrupted = False
-        final_backup = False
         old_term = _term_as_interrupt()
         try:
             if target and it0 >= target:
                 self._echo(f"already at iteration {it0} (target {target})")
             while not target or self.state["iteration"] < target:
-                t0 = time.perf_counter()
-                batch = data.next()
-                losses = self.objective.train_step(batch)
-                self.state["iteration"] += 1
-                it = self.state["iteration"]
-                dt = time.perf_counter() - t0
-                step_times.append(dt)
-                history_append(hist, it, losses)
-                bar.update(1)
-                if s.on_iteration is not None:
-                    s.on_iteration(it, losses)
-                now = time.perf_counter()
-                if now - last_log >= s.log_seconds or (target and it >= target):
-                    ms = 1000 * float(np.mean(step_times[-100:]))
-                    wait = data.wait_s - wait0
-                    share = wait / max(1e-9, now - last_log)
-                    wait0, last_log = data.wait_s, now
-                    retries = self.objective.fp32_retries  # fp16 steps that overflowed and were redone in fp32
-                    self._echo(f"[{time.strftime('%H:%M:%S')}][#{it:06d}][{ms:.0f}ms][data wait {100 * share:.0f}%]"
-                               + (f"[fp32 retries {retries}]" if retries else "")
-                               + "".join(f"[{k} {v:.4f}]" for k, v in losses.items()))
-                    bar.set_postfix({k: f"{v:.4f}" for k, v in list(losses.items())[:2]}, refresh=False)
-                if now - last_preview >= preview_every:
-                    grid = self.previews(preview_batch)
-                    last_preview = time.perf_counter()
-                    preview_every = preview_period(s.preview_seconds, last_preview - now)
-                    if window is not None and grid is not None:
-                        window.show(grid)
-                backup_due = s.backup_every > 0 and it % s.backup_every == 0
-                final = bool(target) and it >= target
-                if final:
-                    final_backup = backup_due
-                elif backup_due or now - last_save >= s.autosave_minutes * 60:
-                    self.save(backup=backup_due)
-                    last_save = time.perf_counter()
-                if window is not None and window.quit_requested():
+                if loop.step(target):
                     break
         except KeyboardInterrupt:
             interrupted = True
         finally:
             _restore_term(old_term)
-            bar.close()
+            loop.bar.close()
             data.close()
             if window is not None:
                 window.close()
-        if step_times or self.options_changed:
-            self.save(backup=final_backup, preview_batch=preview_batch)
+        if loop.step_times or self.options_changed:
+            self.save(backup=loop.final_backup, preview_batch=preview_batch)
         elapsed = time.perf_counter() - t_start
-        ms = 1000 * float(np.mean(step_times[-100:])) if step_times else 0.0
+        ms = 1000 * float(np.mean(loop.step_times[-100:])) if loop.step_times else 0.0
         result = TrainResult(int(self.state["iteration"]), history_mean(hist, 50), ms,
                              data.wait_s / max(elapsed, 1e-9), True, hist)
         if interrupted:
             raise KeyboardInterrupt
         return result
+
+
+class _Loop:
+    """One run's schedule: what happens around each training step (log line, previews, saves, backups)."""
+
+    def __init__(self, trainer: Trainer, preview_batch: dict[str, torch.Tensor], window: PreviewWindow | None,
+                 start: float) -> None:
+        from tqdm import tqdm
+
+        s = trainer.s
+        self.t, self.preview_batch, self.window = trainer, preview_batch, window
+        self.last_save = self.last_preview = self.last_log = start
+        self.preview_every = s.preview_seconds
+        self.step_times: list[float] = []
+        self.wait0 = 0.0
+        self.final_backup = False
+        target = int(s.target_iter or 0)
+        self.bar = tqdm(total=target or None, initial=int(trainer.state["iteration"]), unit="it",
+                        desc=s.model_path.name, disable=trainer.rank != 0 or s.quiet, dynamic_ncols=True)
+
+    def step(self, target: int) -> bool:
+        """One iteration and what is due after it; True when the user asked to stop (preview window)."""
+        t, s = self.t, self.t.s
+        t0 = time.perf_counter()
+        batch = t.data.next()
+        losses = t.objective.train_step(batch)
+        t.state["iteration"] += 1
+        it = t.state["iteration"]
+        self.step_times.append(time.perf_counter() - t0)
+        history_append(t.state["loss_history"], it, losses)
+        self.bar.update(1)
+        if s.on_iteration is not None:
+            s.on_iteration(it, losses)
+        now = time.perf_counter()
+        if now - self.last_log >= s.log_seconds or (target and it >= target):
+            self._log(it, losses, now)
+        if now - self.last_preview >= self.preview_every:
+            grid = t.previews(self.preview_batch)
+            self.last_preview = time.perf_counter()
+            self.preview_every = preview_period(s.preview_seconds, self.last_preview - now)
+            if self.window is not None and grid is not None:
+                self.window.show(grid)
+        backup_due = s.backup_every > 0 and it % s.backup_every == 0
+        if bool(target) and it >= target:
+            self.final_backup = backup_due
+        elif backup_due or now - self.last_save >= s.autosave_minutes * 60:
+            t.save(backup=backup_due)
+            self.last_save = time.perf_counter()
+        return self.window is not None and self.window.quit_requested()
+
+    def _log(self, it: int, losses: dict[str, float], now: float) -> None:
+        t = self.t
+        ms = 1000 * float(np.mean(self.step_times[-100:]))
+        share = (t.data.wait_s - self.wait0) / max(1e-9, now - self.last_log)
+        self.wait0, self.last_log = t.data.wait_s, now
+        retries = t.objective.fp32_retries  # fp16 steps that overflowed and were redone in fp32
+        t._echo(f"[{time.strftime('%H:%M:%S')}][#{it:06d}][{ms:.0f}ms][data wait {100 * share:.0f}%]"
+                + (f"[fp32 retries {retries}]" if retries else "")
+                + "".join(f"[{k} {v:.4f}]" for k, v in losses.items()))
+        self.bar.set_postfix({k: f"{v:.4f}" for k, v in list(losses.items())[:2]}, refresh=False)
 
 
 def _term_as_interrupt() -> Any:
@@ -507,44 +295,3 @@ def _restore_term(old: Any) -> None:
 
     if old is not None:
         signal.signal(signal.SIGTERM, old)
-
-
-class _PreviewWindow:
-    """An OpenCV window with the preview grid; 'q' or Esc stops training (after a save)."""
-
-    def __init__(self) -> None:
-        import cv2
-        self.cv2 = cv2
-        self.ok = True
-        self._quit = False
-        headless = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-        if headless:   # OpenCV's Qt backend aborts the process without a display: never try
-            self.ok = False
-            from tqdm import tqdm
-            tqdm.write("--preview-window: no display here; the preview is still written to preview.png")
-            return
-        try:
-            cv2.namedWindow("dfl train preview", cv2.WINDOW_NORMAL)
-        except cv2.error:
-            self.ok = False
-
-    def show(self, img: np.ndarray) -> None:
-        if self.ok:
-            try:
-                self.cv2.imshow("dfl train preview", img)
-            except self.cv2.error:
-                self.ok = False
-
-    def quit_requested(self) -> bool:
-        if not self.ok:
-            return False
-        key = self.cv2.waitKey(1) & 0xFF
-        self._quit = self._quit or key in (ord("q"), 27)
-        return self._quit
-
-    def close(self) -> None:
-        if self.ok:
-            try:
-                self.cv2.destroyWindow("dfl train preview")
-            except self.cv2.error:
-                pass

@@ -1,10 +1,15 @@
-"""Training samples: faceset faces -> augmented batches, made on worker processes.
+"""Training samples: faceset faces -> augmented batches, made on worker processes (DFL's samplelib).
+
+It sits below the models (it reads facesets, never a model): a model's registered spec says which batches
+it learns from (the face-swap models: :class:`TrainingData` of src and dst faces), and the trainer only
+asks the spec.  Another kind of model (XSeg: labelled faces of both sides) builds its own stream from the
+same pieces (:func:`load_faceset`, :func:`prepare_face`, :func:`augment`).
 
 Each face is decoded once, converted to the model's face type and resolution (with its full mask and its
 eyes+mouth mask) and kept in a shared uint8 cache, so workers only do the per-iteration work DFL does:
 colour transfer, random HSV, a random affine (rotation +-10 deg, scale 0.85..1.15, shift +-5%), flips,
 and the random grid warp of the input (the target gets the same affine but no warp).  Batches come out as
-the dict the objective expects: ``warped_src, target_src, target_srcm, target_srcm_em`` and the same for
+the dict the face-swap recipe expects: ``warped_src, target_src, target_srcm, target_srcm_em`` and the same for
 dst, float32 NCHW BGR in [0, 1] (masks N1HW).
 """
 
