@@ -101,16 +101,8 @@ def _pose(ctx: _Context, axis: int) -> Order:
     return _descending([pitch_yaw_roll(f.record.landmarks, f.width)[axis] for f in ctx.faces])
 
 
-def _rect_area(face: Face) -> float:
-    r = face.record.source_rect
-    if r is None:
-        raise DflError(f"{face.path}: no source_rect in its metadata (needed to sort by face size)")
-    l, t, rr, b = (float(v) for v in r)
-    return abs((rr - l) * (b - t))
-
-
 def _sort_rect_size(ctx: _Context) -> Order:
-    return _descending([_rect_area(f) for f in ctx.faces])
+    return _descending([f.source_rect_area() for f in ctx.faces])
 
 
 def _bgr_hist(face: Face, img: np.ndarray) -> np.ndarray:
@@ -262,7 +254,7 @@ def recover_names(folder: str | os.PathLike, progress: bool = True) -> RecoverSu
         by_frame.setdefault(Path(f.record.source_filename).stem, []).append(f)
     moves = []
     for stem, group in by_frame.items():
-        areas = [-_rect_area(f) if f.record.source_rect is not None else 0.0 for f in group]
+        areas = [-f.source_rect_area() if f.record.source_rect is not None else 0.0 for f in group]
         ordered = [group[i] for i in sorted(range(len(group)), key=lambda i: areas[i])]
         moves += [(f.path, folder / f"{stem}_{i}{f.path.suffix}") for i, f in enumerate(ordered)]
     targets = [d for _, d in moves]

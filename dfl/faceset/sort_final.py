@@ -61,13 +61,11 @@ def quotas(counts: list[int], target: int) -> list[int]:
 
 
 def _features(ctx: "_Context", by_size: bool) -> tuple[list[float], np.ndarray, np.ndarray, np.ndarray]:
-    from dfl.faceset.sort import _rect_area
-
     def one(face: "Face", img: np.ndarray) -> tuple[float, np.ndarray]:
         gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
         hist = cv2.calcHist([gray], [0], None, [256], [0, 256]).reshape(-1)
         if by_size:
-            return _rect_area(face), hist
+            return face.source_rect_area(), hist
         mask = hull_mask(gray.shape, face.record.landmarks)[..., 0]
         return cpbd((gray * mask).astype(np.uint8)), hist
 

@@ -49,6 +49,14 @@ class Face:
     height: int
     width: int
 
+    def source_rect_area(self) -> float:
+        """The area of the face's rectangle in its frame (DFL's face-size sort key); DflError without one."""
+        r = self.record.source_rect
+        if r is None:
+            raise DflError(f"{self.path}: no source_rect in its metadata (needed to sort by face size)")
+        left, top, right, bottom = (float(v) for v in r)
+        return abs((right - left) * (bottom - top))
+
 
 def load_faces(folder: Path, progress: bool = True) -> list[Face]:
     """Every face of ``folder`` with its metadata and size, read from the headers; DflError naming the
