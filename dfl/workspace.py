@@ -7,7 +7,6 @@ CLI option that names a path only overrides one of these defaults.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +26,6 @@ MARKER = ".dfl_workspace"
 FRAME_NAME = re.compile(r"^\d{5,}\.(png|jpg)$", re.IGNORECASE)
 """The frames dfl (and DeepFaceLab) extract: ``00001.png``, ``00002.jpg`` ...  Only these are ever replaced,
 denoised in place or deleted; other images in a frames folder are the user's."""
-
-
-def default_workspace() -> Path:
-    """``$DFL_WORKSPACE`` if set, else ``./workspace``."""
-    return Path(os.environ.get(ENV_VAR) or "workspace")
 
 
 @dataclass(frozen=True)

@@ -437,15 +437,3 @@ def merge_frame(frame: np.ndarray, landmarks_list: Sequence[np.ndarray], predict
                for i, j in enumerate(jobs)]
     return compose(frame, results)
 
-
-def merge_face(frame: np.ndarray, record, predictor: Predictor, cfg: MergeConfig,
-               xseg: XSegFunc | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Merge the face described by ``record`` (a FaceRecord with ``source_landmarks``) into ``frame``.
-
-    Returns the merged uint8 frame and the float32 HxW merging mask.
-    """
-    lm = getattr(record, "source_landmarks", None)
-    if lm is None:
-        raise DflError(f"{getattr(record, 'source_filename', None) or 'face'}: aligned face has no "
-                       "source landmarks; re-extract dst faces")
-    return merge_frame(frame, [lm], predictor, cfg, xseg)
