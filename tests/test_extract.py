@@ -94,10 +94,22 @@ def test_missing_weights_error_names_file_and_folder(tmp_path: Path) -> None:
         registry.get_landmarker("fan", "cpu", tmp_path)
 
 
-def test_dlib_missing_is_a_clear_error(tmp_path: Path) -> None:
-    # dlib is optional: without it the error says how to install it; with it, the missing model file
-    with pytest.raises(DflError, match="dlib"):
-        registry.get_landmarker("dlib", "cpu", tmp_path)
+def test_dlib_missing_is_a_clear_error_or_uses_the_packaged_model(tmp_path: Path) -> None:
+    # dlib is optional: without it the error says how to install it; with it (dfl[dlib]) the 68-point model
+    # comes from face-recognition-models, or a missing model file is named
+    from dfl.faces.dlib_backend import packaged_model
+
+    try:
+        import dlib  # noqa: F401
+    except ImportError:
+        with pytest.raises(DflError, match=r'pip install "dfl\[dlib\]"'):
+            registry.get_landmarker("dlib", "cpu", tmp_path)
+        return
+    if packaged_model("shape_predictor_68_face_landmarks.dat") is None:
+        with pytest.raises(DflError, match="shape_predictor_68_face_landmarks.dat"):
+            registry.get_landmarker("dlib", "cpu", tmp_path)
+    else:
+        assert registry.get_landmarker("dlib", "cpu", tmp_path).name == "dlib"
 
 
 # ----------------------------------------------------------------------------------- S3FD
