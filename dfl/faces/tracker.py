@@ -7,8 +7,10 @@ in a known spot does.  This is MediaPipe's face-mesh tracking, with DFL's rules 
 
 * a tracked face gets its landmarks from a crop around its previous ones (``FaceMeshLandmarker.track``:
   one pass; other landmarkers get a box made from the previous landmarks), and is kept while the
-  landmarker's face-presence score (FaceMesh) stays >= ``MIN_PRESENCE``, its confidence
-  (:class:`dfl.faces.verify.FaceVerifier`) >= ``min_confidence`` and its box >= ``min_face_px``;
+  landmarker's face-presence score (FaceMesh) stays >= ``MIN_PRESENCE``, its box >= ``min_face_px`` and
+  its confidence (:class:`dfl.faces.verify.FaceVerifier`, checked every ``VERIFY_TRACKED_EVERY`` frames:
+  a face that passed the check when found rarely stops being one between two checks, and each costs
+  about a third of a landmark pass) >= ``min_confidence``;
 * the full search (:func:`dfl.faces.find.find_faces`) runs when nothing is tracked, when a tracked face is
   lost, every ``detect_every`` frames (so a face that enters is found within that many frames), and on a
   discontinuity: ``step(frame, continuous=False)`` (stills, frames out of order), a new frame size, or a
@@ -36,6 +38,7 @@ DEFAULT_DETECT_EVERY = 10   # frames; 0.3-0.4 s at 25-30 fps
 MIN_PRESENCE = 0.5          # MediaPipe's min_tracking_confidence
 CUT_THRESHOLD = 40.0        # mean absolute difference of 32x32 thumbnails (0-255) that counts as a cut
 SAME_FACE_IOU = 0.3
+VERIFY_TRACKED_EVERY = 3    # tracked faces get the confidence check every N frames (and whenever searched)
 
 
 @dataclass
@@ -83,8 +86,25 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
+def same_face(a: TrackedFace, b: TrackedFace) -> bool:
+    """Two entries for one face: their boxes or their landmarks' boxes overlap (IoU > ``SAME_FACE_IOU``)."""
+    return (iou(a.rect, b.rect) > SAME_FACE_IOU
+            or iou(_landmark_box(a.landmarks), _landmark_box(b.landmarks)) > SAME_FACE_IOU)
+
+
+def _distinct(faces: list[TrackedFace]) -> list[TrackedFace]:
+    """One entry per face (the first listed: fresh detections come before tracked faces), so two tracks
+    that drift onto one face, or a track beside a detection framed differently, never write it twice."""
+    out: list[TrackedFace] = []
+    for f in faces:
+        if not any(same_face(f, o) for o in out):
+            out.append(f)
+    return out
+
+
 def _thumb(frame: np.ndarray) -> np.ndarray:
-    return cv2.resize(frame, (32, 32), interpolation=cv2.INTER_AREA).astype(np.int16)
+    """32x32 for the cut check, from every 8th pixel first (INTER_AREA over a whole 720p frame costs ~5 ms)."""
+    return cv2.resize(frame[::8, ::8], (32, 32), interpolation=cv2.INTER_AREA).astype(np.int16)
 
 
 class FaceTracker:
@@ -105,6 +125,7 @@ class FaceTracker:
         """Forget the faces: the next frame gets the full search."""
         self.faces: list[TrackedFace] = []
         self._since_detect = 0
+        self._tracked_frames = 0
         self._thumb: np.ndarray | None = None
         self._shape: tuple[int, ...] | None = None
 
@@ -133,6 +154,7 @@ class FaceTracker:
             self._since_detect += 1
             if lost:  # a face left, turned away or was covered: look again, keeping the ones still tracked
                 faces, rejected = self._detect_and_keep(frame, faces, retrack=False)
+        faces = _distinct(faces)
         faces.sort(key=lambda f: -(f.rect[2] - f.rect[0]) * (f.rect[3] - f.rect[1]))
         if self.max_faces > 0:
             faces = faces[:self.max_faces]
@@ -152,22 +174,25 @@ class FaceTracker:
         self.stats.rejected += found.rejected
         faces = [TrackedFace(r, lm, c, box_offset(r, lm), found.rotation)
                  for r, lm, c in zip(found.rects, found.landmarks, found.confidences)]
-        missed = [p for p in previous if not any(iou(p.rect, f.rect) > SAME_FACE_IOU for f in faces)]
+        missed = [p for p in previous if not any(same_face(p, f) for f in faces)]
         if missed and retrack:
-            missed, _ = self._track(frame, missed)
-        return faces + [m for m in missed if not any(iou(m.rect, f.rect) > SAME_FACE_IOU for f in faces)], found.rejected
+            missed, _ = self._track(frame, missed, verify=True)
+        return faces + [m for m in missed if not any(same_face(m, f) for f in faces)], found.rejected
 
-    def _track(self, frame: np.ndarray, previous: list[TrackedFace]) -> tuple[list[TrackedFace], bool]:
-        """Landmarks for ``previous`` faces from their last position; returns the kept ones and whether any was lost."""
+    def _track(self, frame: np.ndarray, previous: list[TrackedFace],
+               verify: bool = False) -> tuple[list[TrackedFace], bool]:
+        """Landmarks for ``previous`` faces from their last position; returns the kept ones and whether any was
+        lost.  The confidence check runs when ``verify`` or on every ``VERIFY_TRACKED_EVERY``-th tracked frame."""
         if not previous:
             return [], False
         with self.times("landmarks"):
             landmarks, presence = self._track_landmarks(frame, previous)
-        if self.verifier is not None:
+        self._tracked_frames += 1
+        if self.verifier is not None and (verify or self._tracked_frames % VERIFY_TRACKED_EVERY == 0):
             with self.times("verify"):
                 (conf,) = self.verifier.confidence([frame], [landmarks])
         else:
-            conf = np.ones(len(previous), np.float32)
+            conf = np.array([p.confidence for p in previous], np.float32)
         kept = []
         for p, lm, pr, c in zip(previous, landmarks, presence, conf):
             rect = rect_from_landmarks(lm, p.box_offset, float(p.rect[4]))
