@@ -2,8 +2,16 @@
 
 DFL's extractor runs one frame at a time through detection, landmarks and writing, which is why it
 manages a couple of frames per second.  Here the work is pipelined: frames are decoded on a thread pool
-ahead of need, detection and landmarks run on whole batches, and warping, JPEG encoding and writing run on
-a second pool while the next batch is inferred (OpenCV releases the GIL, so the threads really overlap).
+ahead of need, faces are found on the main thread, and warping, JPEG encoding and writing run on a second
+pool meanwhile (OpenCV and torch release the GIL, so the threads really overlap).
+
+Frames of one video follow each other (``00041.png`` after ``00040.png``, see :func:`follows`), so their
+faces are tracked from the previous frame's landmarks (:class:`dfl.faces.tracker.FaceTracker`: the full
+search at least every ``detect_every`` frames, whenever a face is lost and at cuts).  Every other frame
+(stills, the first frame, frames after a gap or out of order) gets the full search
+(:func:`dfl.faces.find.find_faces`), batched.  Either way each face passes the confidence check of
+:mod:`dfl.faces.verify` (``min_confidence``), and the summary counts the candidates rejected.  Per-stage
+CPU times (:mod:`dfl.timing`) come back in ``ExtractSummary.stages`` for the benchmark.
 
 What follows DFL exactly: the transform from ``dfl.faces.align`` with a bilinear warp (see
 INTERPOLATIONS), the rotation retries (0, 90, 270, 180 degrees when nothing is found), faces numbered
@@ -223,7 +231,9 @@ def _decoded(paths: list[Path], pool: ThreadPoolExecutor, ahead: int,
         nxt = next(it, None)
         if nxt is not None:
             queue.append((nxt, pool.submit(read, nxt)))
-        yield p, fut.result()
+        with times.waiting("wait decode"):
+            image = fut.result()
+        yield p, image
 
 
 _NUMBERED = re.compile(r"^(?P<prefix>.*?)(?P<num>\d+)$")
@@ -367,7 +377,8 @@ def extract_faces(frames_dir: Path, aligned_dir: Path, detector: Detector, landm
     def finish_one() -> None:
         nonlocal last_save
         path, _, fut = writing.popleft()
-        n = fut.result()
+        with times.waiting("wait write"):
+            n = fut.result()
         summary.processed += 1
         summary.faces += n
         summary.frames_without_faces += n == 0

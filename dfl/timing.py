@@ -31,6 +31,16 @@ class StageTimes:
         finally:
             self.add(stage, time.thread_time() - start)
 
+    @contextmanager
+    def waiting(self, stage: str) -> Iterator[None]:
+        """Wall time a thread spends blocked (e.g. the inference thread waiting for a decoded frame): where
+        the stages' CPU times say what costs, these say which stage the pipeline waited for."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - start)
+
     def add(self, stage: str, seconds: float, calls: int = 1) -> None:
         with self._lock:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds

