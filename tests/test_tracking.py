@@ -310,3 +310,15 @@ def test_one_entry_per_face_even_when_framed_differently() -> None:
     b = TrackedFace(np.array([0, 0, 60, 60, 0.9], np.float32), lm + 2, 0.8, np.zeros(4))    # same landmarks
     c = TrackedFace(np.array([300, 300, 380, 380, 0.9], np.float32), lm + 200, 0.8, np.zeros(4))
     assert [f.confidence for f in _distinct([a, b, c])] == [0.9, 0.8] and _distinct([a, b, c])[1] is c
+
+
+def test_cli_takes_detect_every_and_min_confidence(tmp_path: Path, faces, dfl_run) -> None:
+    ws = tmp_path / "ws"
+    _write(ws / "data_dst", [(f"{i + 1:05d}.png", frame_with((faces[0], 40 + 5 * i, 50))) for i in range(3)])
+    r = dfl_run("extract-faces", "dst", "--workspace", ws, "--image-size", "64", "--detect-every", "2",
+                "--min-confidence", "0.5", "--no-output-debug", "--weights-dir", tmp_path / "none", "--device", "cpu",
+                "--non-interactive")
+    assert r.code == 0, r.err
+    assert "3 faces" in r.out and "0 rejected as not faces" in r.out
+    r = dfl_run("extract-faces", "dst", "--workspace", ws, "--min-confidence", "1.5", "--non-interactive")
+    assert r.code != 0 and "min-confidence" in (r.out + r.err)
