@@ -188,9 +188,36 @@ def _landmark_and_check(images: list[np.ndarray], candidates: dict[int, tuple[np
         conf = [np.ones(len(f), np.float32) for f in placed]
     out = {}
     for i, faces, c in zip(frames, placed, conf):
-        kept = [(box, pts, float(score)) for (box, pts), score in zip(faces, c) if score >= min_confidence]
-        out[i] = (kept, len(faces) - len(kept))
+        passed = [(box, pts, float(score)) for (box, pts), score in zip(faces, c) if score >= min_confidence]
+        kept: list[tuple[np.ndarray, np.ndarray, float]] = []
+        for face in sorted(passed, key=lambda f: -f[2]):   # one entry per face: the most confident framing
+            if not any(one_face(_landmark_box(face[1]), _landmark_box(k[1])) for k in kept):
+                kept.append(face)
+        kept.sort(key=lambda f: -(f[0][2] - f[0][0]) * (f[0][3] - f[0][1]))   # largest first, as DFL numbers them
+        out[i] = (kept, len(faces) - len(passed))
     return out
+
+
+def overlap(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(IoU, intersection over the smaller box's area) of two ``l, t, r, b`` boxes."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    area_a, area_b = max(a[2] - a[0], 0) * max(a[3] - a[1], 0), max(b[2] - b[0], 0) * max(b[3] - b[1], 0)
+    union = area_a + area_b - inter
+    return (float(inter / union) if union > 0 else 0.0, float(inter / min(area_a, area_b)) if min(area_a, area_b) > 0 else 0.0)
+
+
+def one_face(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two boxes of one face: they overlap by IoU > 0.3, or one lies mostly (> 60%) inside the other (the
+    detector's NMS keeps a box nested in a bigger one, e.g. a hand over the face framed twice)."""
+    iou, inside = overlap(a, b)
+    return iou > 0.3 or inside > 0.6
+
+
+def _landmark_box(landmarks: np.ndarray) -> np.ndarray:
+    lo, hi = np.min(landmarks, 0), np.max(landmarks, 0)
+    return np.array([lo[0], lo[1], hi[0], hi[1]], np.float64)
 
 
 def _move_box(box: np.ndarray, rot: int, new_rot: int, height: int, width: int) -> list[float]:

@@ -30,14 +30,13 @@ import cv2
 import numpy as np
 
 from dfl.faces.backends import Detector, Landmarker
-from dfl.faces.find import FrameFaces, find_faces, rotate, rotate_points, unrotate_points
+from dfl.faces.find import FrameFaces, find_faces, one_face, rotate, rotate_points, unrotate_points
 from dfl.faces.verify import DEFAULT_MIN_CONFIDENCE, FaceVerifier
 from dfl.timing import StageTimes, null_times
 
 DEFAULT_DETECT_EVERY = 10   # frames; 0.3-0.4 s at 25-30 fps
 MIN_PRESENCE = 0.5          # MediaPipe's min_tracking_confidence
 CUT_THRESHOLD = 40.0        # mean absolute difference of 32x32 thumbnails (0-255) that counts as a cut
-SAME_FACE_IOU = 0.3
 VERIFY_TRACKED_EVERY = 3    # tracked faces get the confidence check every N frames (and whenever searched)
 
 
@@ -78,18 +77,9 @@ def rect_from_landmarks(landmarks: np.ndarray, offset: np.ndarray, score: float)
     return np.append(lb + offset * size, score).astype(np.float32)
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
 def same_face(a: TrackedFace, b: TrackedFace) -> bool:
-    """Two entries for one face: their boxes or their landmarks' boxes overlap (IoU > ``SAME_FACE_IOU``)."""
-    return (iou(a.rect, b.rect) > SAME_FACE_IOU
-            or iou(_landmark_box(a.landmarks), _landmark_box(b.landmarks)) > SAME_FACE_IOU)
+    """Two entries for one face: their boxes or their landmarks' boxes overlap (:func:`dfl.faces.find.one_face`)."""
+    return one_face(a.rect, b.rect) or one_face(_landmark_box(a.landmarks), _landmark_box(b.landmarks))
 
 
 def _distinct(faces: list[TrackedFace]) -> list[TrackedFace]:
