@@ -191,7 +191,7 @@ def _landmark_and_check(images: list[np.ndarray], candidates: dict[int, tuple[np
         passed = [(box, pts, float(score)) for (box, pts), score in zip(faces, c) if score >= min_confidence]
         kept: list[tuple[np.ndarray, np.ndarray, float]] = []
         for face in sorted(passed, key=lambda f: -f[2]):   # one entry per face: the most confident framing
-            if not any(one_face(_landmark_box(face[1]), _landmark_box(k[1])) for k in kept):
+            if not any(one_face(landmark_box(face[1]), landmark_box(k[1])) for k in kept):
                 kept.append(face)
         kept.sort(key=lambda f: -(f[0][2] - f[0][0]) * (f[0][3] - f[0][1]))   # largest first, as DFL numbers them
         out[i] = (kept, len(faces) - len(passed))
@@ -215,7 +215,8 @@ def one_face(a: np.ndarray, b: np.ndarray) -> bool:
     return iou > 0.3 or inside > 0.6
 
 
-def _landmark_box(landmarks: np.ndarray) -> np.ndarray:
+def landmark_box(landmarks: np.ndarray) -> np.ndarray:
+    """The ``l, t, r, b`` box around (68, 2) points."""
     lo, hi = np.min(landmarks, 0), np.max(landmarks, 0)
     return np.array([lo[0], lo[1], hi[0], hi[1]], np.float64)
 

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from dfl.faces.backends import Detector, Landmarker
-from dfl.faces.find import FrameFaces, find_faces, one_face, rotate, rotate_points, unrotate_points
+from dfl.faces.find import FrameFaces, find_faces, landmark_box, one_face, rotate, rotate_points, unrotate_points
 from dfl.faces.verify import DEFAULT_MIN_CONFIDENCE, FaceVerifier
 from dfl.timing import StageTimes, null_times
 
@@ -59,27 +59,23 @@ class TrackerStats:
     rejected: int = 0         # detector candidates rejected as not faces
 
 
-def _landmark_box(landmarks: np.ndarray) -> np.ndarray:
-    lo, hi = landmarks.min(0), landmarks.max(0)
-    return np.array([lo[0], lo[1], hi[0], hi[1]], np.float64)
-
-
 def box_offset(rect: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """Where the detector framed the face relative to its landmarks (so tracked faces keep that framing)."""
-    lb = _landmark_box(landmarks)
+    lb = landmark_box(landmarks)
     size = np.maximum(lb[2:] - lb[:2], 1e-6)
     return (np.asarray(rect[:4], np.float64) - lb) / np.tile(size, 2)
 
 
 def rect_from_landmarks(landmarks: np.ndarray, offset: np.ndarray, score: float) -> np.ndarray:
-    lb = _landmark_box(landmarks)
+    """A detector-style ``l, t, r, b, score`` box for landmarks, framed as ``offset`` (see :func:`box_offset`)."""
+    lb = landmark_box(landmarks)
     size = np.tile(np.maximum(lb[2:] - lb[:2], 1e-6), 2)
     return np.append(lb + offset * size, score).astype(np.float32)
 
 
 def same_face(a: TrackedFace, b: TrackedFace) -> bool:
     """Two entries for one face: their boxes or their landmarks' boxes overlap (:func:`dfl.faces.find.one_face`)."""
-    return one_face(a.rect, b.rect) or one_face(_landmark_box(a.landmarks), _landmark_box(b.landmarks))
+    return one_face(a.rect, b.rect) or one_face(landmark_box(a.landmarks), landmark_box(b.landmarks))
 
 
 def _distinct(faces: list[TrackedFace]) -> list[TrackedFace]:
