@@ -27,7 +27,7 @@ from dfl.faces.manual import FaceMark, ManualEditor
 from dfl.faces.manual_draw import render, view_image
 from dfl.faceset.io import FACE_EXTENSIONS, inspect_face, list_faces, read_record
 from dfl.faceset.trash import move_to_trash
-from dfl.ui import EventUI, OpenCVWindow, display_available
+from dfl.ui import EventUI, OpenCVWindow, require_display
 from dfl.workspace import list_images
 
 MODES = ("manual", "fix", "missing")
@@ -247,9 +247,7 @@ def run_manual(mode: str, frames_dir: Path, aligned_dir: Path, debug_dir: Path, 
     so a fixed frame's debug image is back)."""
     frames = select_frames(mode, Path(frames_dir), Path(aligned_dir), Path(debug_dir))
     if frames and ui is None:
-        ok, why = display_available()
-        if not ok:
-            raise DflError(f"manual extraction needs a window: {why}")
+        require_display("manual extraction")
     write_debug = opts.output_debug or mode == "fix"
     return manual_extract(frames, aligned_dir, landmarker, opts, Path(debug_dir) if write_debug else None, ui,
                           window_size)

@@ -21,6 +21,8 @@ from typing import Protocol, Sequence
 import cv2
 import numpy as np
 
+from dfl.errors import DflError
+
 
 @dataclass
 class MouseEvent:
@@ -63,6 +65,13 @@ def display_available() -> tuple[bool, str]:
     if gui and "NONE" in gui[0].upper():
         return False, "this OpenCV build has no GUI support"
     return True, ""
+
+
+def require_display(what: str) -> None:
+    """DflError ("<what> needs a window: <why>") where no OpenCV window can open."""
+    ok, why = display_available()
+    if not ok:
+        raise DflError(f"{what} needs a window: {why}")
 
 
 # X keysyms (GTK, and Qt's native codes on Linux), Qt key codes, Windows virtual keys (<< 16)

@@ -318,14 +318,18 @@ def test_editor_session_trash_model_overlay_and_closing_the_window(tmp_path: Pat
     folder = tmp_path / "aligned"
     folder.mkdir()
     first, second = _face(folder / "00001_0.jpg", size=100), _face(folder / "00002_0.jpg", size=100, seed=1)
+    cut = _face(folder / "00000_0.jpg", size=100, seed=2)
+    cut.write_bytes(cut.read_bytes()[:-300])                 # metadata readable, image cut short: skipped
     model = MaskPredictor(lambda x: np.ones(x.shape[:3], np.float32), identity="all")
     ui = Script([KeyEvent("x")], [KeyEvent("h"), KeyEvent("5")], [KeyEvent("5")] + clicks((80, 80), (320, 80), (200, 320)))
-    summary = edit_labels(folder, ui, predictor=model, window_size=400)
-    assert (summary.faces, summary.trashed, summary.saved, summary.labelled) == (2, 1, 1, 1)
+    summary = edit_labels(folder, ui, predictor=model, window_size=400, report=lambda line: None)
+    assert (summary.faces, summary.trashed, summary.saved, summary.labelled) == (3, 1, 1, 1)
+    assert summary.unreadable == [cut] and "1 unreadable" in summary.line()
     assert not first.exists() and (tmp_path / "aligned_trash" / "00001_0.jpg").is_file()
     assert ui.shown[2][150:350, 50:350].min() == 255                   # 5: the model's mask of the face
     polys = dfl_reader_polys(read_raw_dict(second))                     # window closed: the open polygon saved
     assert len(polys) == 1 and close(polys[0][1], [[20, 20], [80, 20], [50, 80]])
+    cut.unlink()
     ui = Script([KeyEvent("5")], [KeyEvent("\x1b")])
     edit_labels(folder, ui, window_size=400)
     assert ui.shown[-1][150:350, 50:350].max() == 0                    # no model, no stored mask: black

@@ -78,9 +78,11 @@ def edit_cmd(target: str, workspace: Workspace, generic: str | None, name: str |
     Labels are saved into each face when you leave it.  With --generic or --name, keys 5 and ` show that
     model's mask of the face instead of the mask stored in it.  Press h in the window for the keys.
     """
+    from dfl.ui import require_display
     from dfl.xseg.session import run_editor
 
     folder = _folder(target, workspace)
+    require_display("the XSeg editor")               # before loading a model
     predictor = None
     if generic is not None or name is not None:
         predictor = _predictor(workspace, generic, name, xseg_face_type, weights_dir, device)

@@ -20,7 +20,7 @@ from dfl.faceset.io import read_face, read_record, write_record
 from dfl.faceset.parallel import bar
 from dfl.faceset.record import FaceRecord
 from dfl.faceset.trash import move_to_trash, trash_dir
-from dfl.ui import EventUI, OpenCVWindow, display_available
+from dfl.ui import EventUI, OpenCVWindow, require_display
 from dfl.xseg.draw import render
 from dfl.xseg.editor import Nav, Result, View, XSegEditor
 from dfl.xseg.polygons import same_polys
@@ -55,18 +55,38 @@ class EditSummary:
                 f"faces{extra}{bad}")
 
 
+def _read_labels(paths: list[Path], report: Callable[[str], None],
+                 summary: EditSummary) -> tuple[list[Path], list[bool]]:
+    """The readable faces and whether each has labels (DFL's loader pass, for navigation and counts)."""
+    kept, labelled = [], []
+    for p in bar(paths, desc="reading labels", leave=False):
+        try:
+            labelled.append(read_record(p).has_polys)
+            kept.append(p)
+        except DflError as exc:
+            summary.unreadable.append(p)
+            report(f"{exc}; skipped")
+    return kept, labelled
+
+
 @dataclass
-class _Faces:
-    """The faceset being edited: files, which have labels, the face on screen."""
+class _Session:
+    """The faceset being edited, the face on screen, and what leaving, opening and showing a face does."""
 
     folder: Path
     paths: list[Path]
     labelled: list[bool]
+    editor: XSegEditor
+    ui: EventUI
+    predictor: MaskPredictor | None
+    report: Callable[[str], None]
+    summary: EditSummary
     index: int = 0
     image: np.ndarray | None = None
     record: FaceRecord | None = None
     xseg: np.ndarray | None = None          # the mask shown by 5 and `, once computed for this face
     xseg_done: bool = False
+    message: str = ""
 
     def find(self, nav: Nav) -> int | None:
         """The face ``nav`` leads to from the current one, or None (nothing there)."""
@@ -82,18 +102,91 @@ class _Faces:
             i += nav.step
         return None
 
+    def open(self) -> bool:
+        """Show face ``index``; one whose image does not read is dropped for the next.  False when no
+        face is left."""
+        while self.paths:
+            self.index = min(self.index, len(self.paths) - 1)
+            try:
+                self.image, self.record = read_face(self.paths[self.index])
+            except DflError as exc:
+                self.report(f"{exc}; skipped")
+                self.summary.unreadable.append(self.paths[self.index])
+                del self.paths[self.index], self.labelled[self.index]
+                continue
+            self.xseg, self.xseg_done = None, False
+            self.editor.start_face(self.record.seg_ie_polys, *self.image.shape[:2])
+            return True
+        return False
 
-def _read_labels(paths: list[Path], report: Callable[[str], None],
-                 summary: EditSummary) -> tuple[list[Path], list[bool]]:
-    kept, labelled = [], []
-    for p in bar(paths, desc="reading labels", leave=False):
+    def leave(self) -> None:
+        """Save the face's labels if they changed."""
+        polys = self.editor.finish()
         try:
-            labelled.append(read_record(p).has_polys)
-            kept.append(p)
-        except DflError as exc:
-            summary.unreadable.append(p)
-            report(f"{exc}; skipped")
-    return kept, labelled
+            if save_labels(self.paths[self.index], polys):
+                self.summary.saved += 1
+        except DflError as exc:                       # e.g. the file was moved away meanwhile
+            self.report(f"{exc}; its labels were not saved")
+            return
+        self.labelled[self.index] = bool(polys)
+
+    def xseg_mask(self) -> np.ndarray | None:
+        if not self.xseg_done:
+            if self.predictor is not None:
+                self.xseg = face_masks(self.predictor, [self.image], [self.record])[0]
+            else:
+                self.xseg = self.record.xseg_mask
+            self.xseg_done = True
+        return self.xseg
+
+    def show(self) -> None:
+        ed = self.editor
+        mask = self.xseg_mask() if ed.view == View.XSEG or ed.overlay else None
+        source = "model" if self.predictor is not None else "stored" if self.record.xseg_mask is not None else "none"
+        status = (f"{self.paths[self.index].name}  {self.index + 1}/{len(self.paths)}  labelled "
+                  f"{sum(self.labelled)}  XSeg mask: {source}" + (f"  | {self.message}" if self.message else ""))
+        self.ui.show(render(ed, self.image, mask, status))
+
+    def act(self, res: Result) -> bool:
+        """Carry out a navigation / trash / quit request; False when the session ends."""
+        self.message = ""
+        if res.quit:
+            self.leave()
+            return False
+        if res.trash:
+            self.leave()
+            move_to_trash([self.paths[self.index]], self.folder)
+            del self.paths[self.index], self.labelled[self.index]
+            self.summary.trashed += 1
+            self.message = f"moved to {trash_dir(self.folder).name}"
+            return self.open()
+        target = self.find(res.nav)
+        if target is None:
+            self.message = {"step": "no face there", "labelled": "no labelled face that way",
+                            "unlabelled": "no unlabelled face that way"}[res.nav.kind]
+            return True
+        self.leave()
+        self.index = target
+        return self.open()
+
+    def run(self) -> None:
+        running = self.open()
+        if running:
+            self.show()
+        while running:
+            events = self.ui.events()
+            if events is None:                       # window closed: save and stop
+                self.leave()
+                break
+            redraw = False
+            for ev in events:
+                res = self.editor.handle(ev)
+                redraw = redraw or res.redraw
+                if (res.nav is not None or res.trash or res.quit) and not self.act(res):
+                    running = False
+                    break
+            if running and redraw:
+                self.show()
 
 
 def edit_labels(folder: Path, ui: EventUI | None = None, predictor: MaskPredictor | None = None,
@@ -105,98 +198,17 @@ def edit_labels(folder: Path, ui: EventUI | None = None, predictor: MaskPredicto
     paths, labelled = _read_labels(loose_faces(folder), report, summary)
     if not paths:
         raise DflError(f"{folder}: no readable faces")
-    faces = _Faces(folder, paths, labelled)
-    editor = XSegEditor(canvas=(window_size, window_size))
     own_ui = ui is None
-    if ui is None:
-        ui = OpenCVWindow("dfl xseg editor")
-    message = ""
-
-    def open_face() -> None:
-        faces.image, faces.record = read_face(faces.paths[faces.index])
-        faces.xseg, faces.xseg_done = None, False
-        editor.start_face(faces.record.seg_ie_polys, *faces.image.shape[:2])
-
-    def leave_face() -> None:
-        path = faces.paths[faces.index]
-        polys = editor.finish()
-        try:
-            if save_labels(path, polys):
-                summary.saved += 1
-        except DflError as exc:                       # e.g. the file was moved away meanwhile
-            report(f"{exc}; its labels were not saved")
-            return
-        faces.labelled[faces.index] = bool(polys)
-
-    def xseg_mask() -> np.ndarray | None:
-        if not faces.xseg_done:
-            if predictor is not None:
-                faces.xseg = face_masks(predictor, [faces.image], [faces.record])[0]
-            else:
-                faces.xseg = faces.record.xseg_mask
-            faces.xseg_done = True
-        return faces.xseg
-
-    def show() -> None:
-        wants_mask = editor.view == View.XSEG or editor.overlay
-        mask = xseg_mask() if wants_mask else None
-        source = "model" if predictor is not None else ("stored" if faces.record.xseg_mask is not None else "none")
-        status = (f"{faces.paths[faces.index].name}  {faces.index + 1}/{len(faces.paths)}  "
-                  f"labelled {sum(faces.labelled)}  XSeg mask: {source}" + (f"  | {message}" if message else ""))
-        ui.show(render(editor, faces.image, mask, status))
-
-    def act(res: Result) -> bool:
-        """Carry out a navigation / trash / quit request; False when the session ends."""
-        nonlocal message
-        if res.quit:
-            leave_face()
-            return False
-        if res.trash:
-            leave_face()
-            move_to_trash([faces.paths[faces.index]], folder)
-            del faces.paths[faces.index], faces.labelled[faces.index]
-            summary.trashed += 1
-            if not faces.paths:
-                return False
-            faces.index = min(faces.index, len(faces.paths) - 1)
-            message = f"moved to {trash_dir(folder).name}"
-            open_face()
-            return True
-        target = faces.find(res.nav)
-        if target is None:
-            message = {"step": "no face there", "labelled": "no labelled face that way",
-                       "unlabelled": "no unlabelled face that way"}[res.nav.kind]
-            return True
-        leave_face()
-        faces.index = target
-        open_face()
-        return True
-
+    ui = ui or OpenCVWindow("dfl xseg editor")
+    session = _Session(folder, paths, labelled, XSegEditor(canvas=(window_size, window_size)), ui, predictor,
+                       report, summary)
     try:
-        open_face()
-        show()
-        running = True
-        while running:
-            events = ui.events()
-            if events is None:                       # window closed: save and stop
-                leave_face()
-                break
-            redraw = False
-            for ev in events:
-                res = editor.handle(ev)
-                redraw = redraw or res.redraw
-                if res.nav is not None or res.trash or res.quit:
-                    message = ""
-                    if not act(res):
-                        running = False
-                        break
-            if running and redraw:
-                show()
+        session.run()
     finally:
         if own_ui:
             ui.close()
-    summary.faces = len(faces.paths) + summary.trashed
-    summary.labelled = sum(faces.labelled)
+    summary.faces = len(session.paths) + summary.trashed + len(summary.unreadable)
+    summary.labelled = sum(session.labelled)
     return summary
 
 
@@ -205,7 +217,5 @@ def run_editor(folder: Path, predictor: MaskPredictor | None = None, window_size
     """The CLI's entry: check that a window can open (unless ``ui`` is given), then edit."""
     loose_faces(Path(folder))
     if ui is None:
-        ok, why = display_available()
-        if not ok:
-            raise DflError(f"the XSeg editor needs a window: {why}")
+        require_display("the XSeg editor")
     return edit_labels(Path(folder), ui, predictor, window_size)
