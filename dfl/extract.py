@@ -2,8 +2,16 @@
 
 DFL's extractor runs one frame at a time through detection, landmarks and writing, which is why it
 manages a couple of frames per second.  Here the work is pipelined: frames are decoded on a thread pool
-ahead of need, detection and landmarks run on whole batches, and warping, JPEG encoding and writing run on
-a second pool while the next batch is inferred (OpenCV releases the GIL, so the threads really overlap).
+ahead of need, faces are found on the main thread, and warping, JPEG encoding and writing run on a second
+pool meanwhile (OpenCV and torch release the GIL, so the threads really overlap).
+
+Frames of one video follow each other (``00041.png`` after ``00040.png``, see :func:`follows`), so their
+faces are tracked from the previous frame's landmarks (:class:`dfl.faces.tracker.FaceTracker`: the full
+search at least every ``detect_every`` frames, whenever a face is lost and at cuts).  Every other frame
+(stills, the first frame, frames after a gap or out of order) gets the full search
+(:func:`dfl.faces.find.find_faces`), batched.  Either way each face passes the confidence check of
+:mod:`dfl.faces.verify` (``min_confidence``), and the summary counts the candidates rejected.  Per-stage
+CPU times (:mod:`dfl.timing`) come back in ``ExtractSummary.stages`` for the benchmark.
 
 What follows DFL exactly: the transform from ``dfl.faces.align`` with a bilinear warp (see
 INTERPOLATIONS), the rotation retries (0, 90, 270, 180 degrees when nothing is found), faces numbered
@@ -37,12 +45,15 @@ from dfl.device import available_cores
 from dfl.errors import DflError
 from dfl.faces.align import FaceType, draw_rect_landmarks, transform_matrix, transform_points
 from dfl.faces.backends import Detector, Landmarker
+from dfl.faces.find import (MIN_FRAME_SIDE, ROTATIONS, FrameFaces, find_faces, rotate, rotate_points,  # noqa: F401
+                            unrotate_box, unrotate_points, upright_turn)
+from dfl.faces.tracker import DEFAULT_DETECT_EVERY, FaceTracker
+from dfl.faces.verify import DEFAULT_MIN_CONFIDENCE, FaceVerifier
+from dfl.timing import StageTimes, null_times
 from dfl.trash import TRASH_DIR, move_to_trash
 from dfl.workspace import list_images
 
 STATE_FILE = ".dfl_extract.json"
-ROTATIONS = (0, 90, 270, 180)            # DFL's order of retries when no face is found
-MIN_FRAME_SIDE = 128                      # DFL does not search frames smaller than this
 # DFL's extractor names INTER_LANCZOS4 but passes it where cv2.warpAffine expects ``dst``, so OpenCV
 # ignores it and DFL's faces are bilinear.  "linear" therefore reproduces DFL's pixels, and it is what
 # keeps 720p extraction above 25 frames/s on 2 cores (measured: 26 frames/s bilinear, 18 with Lanczos).
@@ -67,6 +78,8 @@ class ExtractOptions:
     interpolation: str = "linear"          # aligned-face resampling, see INTERPOLATIONS
     workers: int = 0                       # decode/write threads per pool; 0 = auto (half the cores, >= 2)
     torch_threads: int = 0                 # torch intra-op threads while extracting; 0 = auto (see below)
+    detect_every: int = DEFAULT_DETECT_EVERY  # video frames: full search at least every N (1 = every frame)
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE  # faces below are rejected as not faces; 0 = keep all
 
 
 @dataclass
@@ -79,8 +92,11 @@ class ExtractSummary:
     already_done: int = 0                  # frames skipped because an earlier run finished them
     faces: int = 0
     frames_without_faces: int = 0
+    rejected: int = 0                      # detector candidates rejected as not faces
+    detections: int = 0                    # frames that got the full search (the rest were tracked)
     unreadable: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage, summed over threads
     trash: Path | None = None              # where --overwrite moved the faces it replaces
 
     @property
@@ -90,144 +106,9 @@ class ExtractSummary:
     def line(self, side: str | None = None) -> str:
         head = f"extract-faces {side}: " if side else "extract-faces: "
         return (f"{head}{self.processed} frames ({self.already_done} already done), {self.faces} faces, "
-                f"{self.frames_without_faces} frames without faces, {len(self.unreadable)} unreadable; "
-                f"backend {self.backend}; {self.fps:.1f} frames/s"
+                f"{self.frames_without_faces} frames without faces, {self.rejected} rejected as not faces, "
+                f"{len(self.unreadable)} unreadable; backend {self.backend}; {self.fps:.1f} frames/s"
                 + (f"; the earlier faces were moved to {self.trash}" if self.trash else ""))
-
-
-@dataclass
-class FrameFaces:
-    """The faces found in one frame, in frame pixels, largest first."""
-
-    rects: list[np.ndarray]                # (5,) l, t, r, b, score
-    landmarks: list[np.ndarray]            # (68, 2)
-    rotation: int = 0
-
-
-# ----------------------------------------------------------------------------------- rotations
-def rotate(image: np.ndarray, rot: int) -> np.ndarray:
-    """The frame turned as DFL turns it for retry ``rot`` (90 = clockwise)."""
-    if rot == 0:
-        return image
-    code = {90: cv2.ROTATE_90_CLOCKWISE, 270: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180}[rot]
-    return cv2.rotate(image, code)
-
-
-def unrotate_points(points: np.ndarray, rot: int, height: int, width: int) -> np.ndarray:
-    """Points found in ``rotate(frame, rot)`` back in the frame's own pixels (``height, width`` of it)."""
-    p = np.asarray(points, np.float64).reshape(-1, 2)
-    x, y = p[:, 0], p[:, 1]
-    if rot == 0:
-        out = p.copy()
-    elif rot == 90:
-        out = np.stack([y, height - 1 - x], axis=1)
-    elif rot == 270:
-        out = np.stack([width - 1 - y, x], axis=1)
-    elif rot == 180:
-        out = np.stack([width - 1 - x, height - 1 - y], axis=1)
-    else:
-        raise ValueError(f"rotation {rot}")
-    return out.reshape(np.shape(points))
-
-
-def unrotate_box(box: np.ndarray, rot: int, height: int, width: int) -> np.ndarray:
-    """A ``l, t, r, b, score`` box from the rotated frame as an upright box in the frame."""
-    l, t, r, b = box[:4]
-    pts = unrotate_points(np.array([[l, t], [r, b]]), rot, height, width)
-    lo, hi = pts.min(axis=0), pts.max(axis=0)
-    return np.array([lo[0], lo[1], hi[0], hi[1], box[4]], np.float32)
-
-
-# ----------------------------------------------------------------------------------- detection
-def rotate_points(points: np.ndarray, rot: int, height: int, width: int) -> np.ndarray:
-    """Frame points (frame ``height, width``) in the pixels of ``rotate(frame, rot)``: the frame is that image
-    turned back by ``360 - rot``, so this is :func:`unrotate_points` of that turn, in the rotated image's size."""
-    if rot not in (0, 90, 180, 270):
-        raise ValueError(f"rotation {rot}")
-    rh, rw = (width, height) if rot in (90, 270) else (height, width)
-    return unrotate_points(points, (360 - rot) % 360, rh, rw)
-
-
-def _keep_index(boxes: np.ndarray, min_face_px: int, max_faces: int) -> np.ndarray:
-    """Indices of boxes big enough, largest first, at most ``max_faces`` (0 = all)."""
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 5)
-    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    idx = np.flatnonzero(np.minimum(w, h) >= min_face_px)
-    idx = idx[np.argsort(-(w * h)[idx], kind="stable")]
-    return idx[:max_faces] if max_faces > 0 else idx
-
-
-def upright_turn(keypoints: np.ndarray) -> int:
-    """Clockwise quarter turn (0/90/180/270) that puts a face upright, from BlazeFace's keypoints.
-
-    The eyes-to-mouth direction should point down the image; a face lying on its side is found by
-    BlazeFace as is, but 68-point landmarkers expect it upright, so the frame is turned first.
-    """
-    eyes = (keypoints[0] + keypoints[1]) / 2.0
-    v = keypoints[3] - eyes
-    theta = np.degrees(np.arctan2(v[0], v[1]))   # 0 = mouth straight below the eyes
-    return int(round(theta / 90.0)) % 4 * 90
-
-
-def _detect(detector: Detector, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """Per image boxes, and keypoints when the detector offers them (BlazeFace)."""
-    with_kps = getattr(detector, "detect_with_keypoints", None)
-    if callable(with_kps):
-        return [(np.asarray(d, np.float32).reshape(-1, 5), np.asarray(k)) for d, k in with_kps(images)]
-    return [(np.asarray(d, np.float32).reshape(-1, 5), None) for d in detector.detect(images)]
-
-
-def find_faces(images: list[np.ndarray], detector: Detector, landmarker: Landmarker,
-               min_face_px: int = 40, max_faces: int = 0) -> list[FrameFaces]:
-    """Boxes and 68 landmarks for a batch of frames, retrying rotated frames where nothing is found.
-
-    As in DFL, all faces of a frame share one rotation: the first of 0, 90, 270, 180 that finds any.
-    When the detector also gives keypoints, a face found lying on its side turns the frame upright for
-    the landmarker.
-    """
-    n = len(images)
-    boxes: list[np.ndarray] = [np.zeros((0, 5), np.float32)] * n
-    rots = [0] * n
-    pending = [i for i, im in enumerate(images) if min(im.shape[:2]) >= MIN_FRAME_SIDE]
-    for rot in ROTATIONS:
-        if not pending:
-            break
-        found = _detect(detector, [rotate(images[i], rot) for i in pending])
-        still = []
-        for i, (b, kps) in zip(pending, found):
-            keep = _keep_index(b, min_face_px, max_faces)
-            if not len(keep):
-                still.append(i)
-                continue
-            turn = upright_turn(kps[keep[0]]) if kps is not None and kps.ndim == 3 and len(kps) == len(b) else 0
-            b = b[keep]
-            if turn:
-                h, w = images[i].shape[:2]
-                new_rot = (rot + turn) % 360
-                moved = []
-                for box in b:
-                    corners = unrotate_points(np.array([[box[0], box[1]], [box[2], box[3]]]), rot, h, w)
-                    c = rotate_points(corners, new_rot, h, w)
-                    moved.append([*c.min(axis=0), *c.max(axis=0), box[4]])
-                b, rot_i = np.asarray(moved, np.float32), new_rot
-            else:
-                rot_i = rot
-            boxes[i], rots[i] = b, rot_i
-        pending = still
-
-    with_faces = [i for i in range(n) if len(boxes[i])]
-    results = [FrameFaces([], [], rots[i]) for i in range(n)]
-    if not with_faces:
-        return results
-    lms = landmarker.landmarks([rotate(images[i], rots[i]) for i in with_faces], [boxes[i] for i in with_faces])
-    for i, lm in zip(with_faces, lms):
-        h, w = images[i].shape[:2]
-        for box, pts in zip(boxes[i], np.asarray(lm)):
-            if pts.shape != (68, 2) or not np.all(np.isfinite(pts)):
-                continue  # the landmarker gave up on this face
-            results[i].rects.append(unrotate_box(box, rots[i], h, w))
-            results[i].landmarks.append(unrotate_points(pts, rots[i], h, w).astype(np.float32))
-    return results
 
 
 # ----------------------------------------------------------------------------------- writing
@@ -242,11 +123,13 @@ def _plausible(rect: np.ndarray, mat: np.ndarray, size: int) -> bool:
 
 
 def write_frame_faces(frame_path: Path, image: np.ndarray, faces: FrameFaces, aligned_dir: Path,
-                      opts: ExtractOptions, debug_dir: Path | None, old_files: list[Path]) -> int:
+                      opts: ExtractOptions, debug_dir: Path | None, old_files: list[Path],
+                      times: StageTimes | None = None) -> int:
     """Align and write one frame's faces (and its debug image); returns the number written."""
     from dfl.faceset.io import write_face
     from dfl.faceset.record import FaceRecord
 
+    times = times or null_times()
     ft = FaceType(opts.face_type)
     for old in old_files:  # a re-extracted frame replaces all of its earlier faces
         old.unlink(missing_ok=True)
@@ -256,26 +139,30 @@ def write_frame_faces(frame_path: Path, image: np.ndarray, faces: FrameFaces, al
         if ft == FaceType.MARK_ONLY:
             mat, face_img, face_lm = None, image, lm
         else:
-            mat = transform_matrix(lm, opts.image_size, ft)
-            if ft <= FaceType.FULL_NO_ALIGN and not _plausible(rect, mat, opts.image_size):
-                continue
-            face_img = cv2.warpAffine(image, mat, (opts.image_size, opts.image_size),
-                                      flags=INTERPOLATIONS[opts.interpolation])
-            face_lm = transform_points(lm.astype(np.float32), mat)
+            with times("align"):
+                mat = transform_matrix(lm, opts.image_size, ft)
+                if ft <= FaceType.FULL_NO_ALIGN and not _plausible(rect, mat, opts.image_size):
+                    continue
+                face_img = cv2.warpAffine(image, mat, (opts.image_size, opts.image_size),
+                                          flags=INTERPOLATIONS[opts.interpolation])
+                face_lm = transform_points(lm.astype(np.float32), mat)
         ltrb = tuple(int(v) for v in rect[:4])
         record = FaceRecord(
             face_type=ft.to_string(), landmarks=np.asarray(face_lm, np.float32),
             source_filename=frame_path.name, source_rect=ltrb,  # type: ignore[arg-type]
             source_landmarks=np.asarray(lm, np.float32), image_to_face_mat=mat,
         )
-        write_face(aligned_dir / f"{frame_path.stem}_{written}.jpg", face_img, record, opts.jpeg_quality)
+        with times("write"):
+            write_face(aligned_dir / f"{frame_path.stem}_{written}.jpg", face_img, record, opts.jpeg_quality)
         if debug is not None:
-            draw_rect_landmarks(debug, ltrb, lm, opts.image_size, ft)
+            with times("debug"):
+                draw_rect_landmarks(debug, ltrb, lm, opts.image_size, ft)
         written += 1
     if debug is not None:
-        ok, buf = cv2.imencode(".jpg", debug, [int(cv2.IMWRITE_JPEG_QUALITY), DEBUG_JPEG_QUALITY])
-        if ok:
-            atomic_write_bytes(debug_dir / f"{frame_path.stem}.jpg", buf.tobytes())
+        with times("debug"):
+            ok, buf = cv2.imencode(".jpg", debug, [int(cv2.IMWRITE_JPEG_QUALITY), DEBUG_JPEG_QUALITY])
+            if ok:
+                atomic_write_bytes(debug_dir / f"{frame_path.stem}.jpg", buf.tobytes())
     return written
 
 
@@ -327,20 +214,42 @@ def read_frame(path: Path) -> np.ndarray | None:
     return img
 
 
-def _decoded(paths: list[Path], pool: ThreadPoolExecutor, ahead: int) -> Iterator[tuple[Path, np.ndarray | None]]:
+def _decoded(paths: list[Path], pool: ThreadPoolExecutor, ahead: int,
+             times: StageTimes | None = None) -> Iterator[tuple[Path, np.ndarray | None]]:
     """Frames in order, decoded up to ``ahead`` frames in advance on ``pool``."""
+    times = times or null_times()
+
+    def read(path: Path) -> np.ndarray | None:
+        with times("decode"):
+            return read_frame(path)
+
     queue: deque[tuple[Path, Future]] = deque()
     it = iter(paths)
     for p in it:
-        queue.append((p, pool.submit(read_frame, p)))
+        queue.append((p, pool.submit(read, p)))
         if len(queue) >= ahead:
             break
     while queue:
         p, fut = queue.popleft()
         nxt = next(it, None)
         if nxt is not None:
-            queue.append((nxt, pool.submit(read_frame, nxt)))
-        yield p, fut.result()
+            queue.append((nxt, pool.submit(read, nxt)))
+        with times.waiting("wait decode"):
+            image = fut.result()
+        yield p, image
+
+
+_NUMBERED = re.compile(r"^(?P<prefix>.*?)(?P<num>\d+)$")
+
+
+def follows(previous: Path | None, path: Path) -> bool:
+    """True when ``path`` is the frame right after ``previous`` by its number (``00041.png`` after
+    ``00040.png``, same prefix and folder): only such frames are tracked from the last one's faces; stills,
+    gaps and frames out of order get the full search."""
+    if previous is None or previous.parent != path.parent:
+        return False
+    a, b = _NUMBERED.match(previous.stem), _NUMBERED.match(path.stem)
+    return bool(a and b and a["prefix"] == b["prefix"] and int(b["num"]) == int(a["num"]) + 1)
 
 
 # ----------------------------------------------------------------------------------- the pipeline
@@ -357,6 +266,53 @@ def _torch_threads(opts: ExtractOptions, detector: Detector, landmarker: Landmar
     if detector.name in LIGHT_BACKENDS and landmarker.name in LIGHT_BACKENDS:
         return max(1, cores // 2)
     return cores
+
+
+class _FrameFinder:
+    """Faces for frames in folder order: consecutive video frames through the :class:`FaceTracker`, every
+    other frame (stills, the first frame, frames after a gap) through batched full searches, whose last
+    result then seeds the tracker."""
+
+    def __init__(self, detector: Detector, landmarker: Landmarker, opts: ExtractOptions, times: StageTimes) -> None:
+        device = getattr(detector, "device", None) or getattr(landmarker, "device", None) or "cpu"
+        self.verifier = FaceVerifier(device) if opts.min_confidence > 0 else None
+        self.detector, self.landmarker, self.opts, self.times = detector, landmarker, opts, times
+        self.tracker = FaceTracker(detector, landmarker, self.verifier, min_face_px=opts.min_face_px,
+                                   max_faces=opts.max_faces, detect_every=opts.detect_every,
+                                   min_confidence=opts.min_confidence, times=times)
+        self.batch_size = max(1, int(opts.batch_size))
+        self.stills: list[tuple[Path, np.ndarray]] = []
+        self.previous: Path | None = None
+        self.still_searches = 0
+
+    @property
+    def detections(self) -> int:
+        """Frames that got the full search."""
+        return self.still_searches + self.tracker.stats.detections
+
+    def add(self, path: Path, image: np.ndarray) -> list[tuple[Path, np.ndarray, FrameFaces]]:
+        """Queue one frame; returns the frames whose faces are known now (in order)."""
+        continuous = self.opts.detect_every > 1 and follows(self.previous, path)
+        self.previous = path
+        if not continuous:
+            self.stills.append((path, image))
+            return self.flush() if len(self.stills) >= self.batch_size else []
+        ready = self.flush()
+        ready.append((path, image, self.tracker.step(image)))
+        return ready
+
+    def flush(self) -> list[tuple[Path, np.ndarray, FrameFaces]]:
+        """Search the queued stills (one batch) and hand the last one's faces to the tracker."""
+        if not self.stills:
+            return []
+        o = self.opts
+        found = find_faces([im for _, im in self.stills], self.detector, self.landmarker, o.min_face_px, o.max_faces,
+                           self.verifier, o.min_confidence, self.times)
+        self.still_searches += len(self.stills)
+        self.tracker.observe(self.stills[-1][1], found[-1])
+        ready = [(p, im, f) for (p, im), f in zip(self.stills, found)]
+        self.stills = []
+        return ready
 
 
 def extract_faces(frames_dir: Path, aligned_dir: Path, detector: Detector, landmarker: Landmarker,
@@ -425,6 +381,7 @@ def extract_faces(frames_dir: Path, aligned_dir: Path, detector: Detector, landm
     prev_cv2_threads, prev_torch_threads = cv2.getNumThreads(), torch.get_num_threads()
     cv2.setNumThreads(1)  # parallelism comes from our pools; nested OpenCV threads only contend
     torch.set_num_threads(_torch_threads(opts, detector, landmarker, cores))
+    times = StageTimes()
     start = time.perf_counter()
     last_save = start
     bar = tqdm(total=len(todo), unit="frame", desc="extract-faces", dynamic_ncols=True, disable=not progress)
@@ -433,7 +390,8 @@ def extract_faces(frames_dir: Path, aligned_dir: Path, detector: Detector, landm
     def finish_one() -> None:
         nonlocal last_save
         path, _, fut = writing.popleft()
-        n = fut.result()
+        with times.waiting("wait write"):
+            n = fut.result()
         summary.processed += 1
         summary.faces += n
         summary.frames_without_faces += n == 0
@@ -444,32 +402,29 @@ def extract_faces(frames_dir: Path, aligned_dir: Path, detector: Detector, landm
             _save_state(aligned_dir, opts, done)
             last_save = now
 
+    finder = _FrameFinder(detector, landmarker, opts, times)
     try:
         with ThreadPoolExecutor(workers, thread_name_prefix="dfl-decode") as decode_pool, \
                 ThreadPoolExecutor(workers, thread_name_prefix="dfl-write") as write_pool:
-            batch: list[tuple[Path, np.ndarray]] = []
 
-            def run_batch() -> None:
-                found = find_faces([im for _, im in batch], detector, landmarker, opts.min_face_px, opts.max_faces)
-                for (path, image), faces in zip(batch, found):
+            def submit(ready: list[tuple[Path, np.ndarray, FrameFaces]]) -> None:
+                for path, image, faces in ready:
+                    summary.rejected += faces.rejected
                     old = existing.get(path.stem, [])
-                    fut = write_pool.submit(write_frame_faces, path, image, faces, aligned_dir, opts, debug_dir, old)
+                    fut = write_pool.submit(write_frame_faces, path, image, faces, aligned_dir, opts, debug_dir, old,
+                                            times)
                     writing.append((path, len(faces.rects), fut))
-                batch.clear()
                 while len(writing) > 2 * batch_size or (writing and writing[0][2].done()):
                     finish_one()
 
-            for path, image in _decoded(todo, decode_pool, ahead=2 * batch_size + workers):
+            for path, image in _decoded(todo, decode_pool, ahead=2 * batch_size + workers, times=times):
                 if image is None:
                     summary.unreadable.append(path)
                     report(f"{path}: unreadable or corrupt image, skipped")
                     bar.update(1)
                     continue
-                batch.append((path, image))
-                if len(batch) >= batch_size:
-                    run_batch()
-            if batch:
-                run_batch()
+                submit(finder.add(path, image))
+            submit(finder.flush())
             while writing:
                 finish_one()
     finally:
@@ -482,4 +437,6 @@ def extract_faces(frames_dir: Path, aligned_dir: Path, detector: Detector, landm
         cv2.setNumThreads(prev_cv2_threads)
         torch.set_num_threads(prev_torch_threads)
     summary.seconds = time.perf_counter() - start
+    summary.detections = finder.detections
+    summary.stages = dict(times.seconds)
     return summary

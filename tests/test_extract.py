@@ -14,6 +14,7 @@ from dfl.errors import DflError
 from dfl.extract import (STATE_FILE, ExtractOptions, extract_faces, find_faces, rotate, rotate_points, unrotate_box,
                          unrotate_points, upright_turn)
 from dfl.faces import registry
+from dfl.faces.verify import FaceVerifier
 from dfl.faces.weights import ENV_VAR, find_weights, weights_dir
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -93,10 +94,22 @@ def test_missing_weights_error_names_file_and_folder(tmp_path: Path) -> None:
         registry.get_landmarker("fan", "cpu", tmp_path)
 
 
-def test_dlib_missing_is_a_clear_error(tmp_path: Path) -> None:
-    # dlib is optional: without it the error says how to install it; with it, the missing model file
-    with pytest.raises(DflError, match="dlib"):
-        registry.get_landmarker("dlib", "cpu", tmp_path)
+def test_dlib_missing_is_a_clear_error_or_uses_the_packaged_model(tmp_path: Path) -> None:
+    # dlib is optional: without it the error says how to install it; with it (dfl[dlib]) the 68-point model
+    # comes from face-recognition-models, or a missing model file is named
+    from dfl.faces.dlib_backend import packaged_model
+
+    try:
+        import dlib  # noqa: F401
+    except ImportError:
+        with pytest.raises(DflError, match=r'pip install "dfl\[dlib\]"'):
+            registry.get_landmarker("dlib", "cpu", tmp_path)
+        return
+    if packaged_model("shape_predictor_68_face_landmarks.dat") is None:
+        with pytest.raises(DflError, match="shape_predictor_68_face_landmarks.dat"):
+            registry.get_landmarker("dlib", "cpu", tmp_path)
+    else:
+        assert registry.get_landmarker("dlib", "cpu", tmp_path).name == "dlib"
 
 
 # ----------------------------------------------------------------------------------- S3FD
@@ -310,8 +323,11 @@ def test_sideways_frames_give_the_same_landmarks(code: int, hdtf_frames, default
     """Phone videos with a lost rotation flag: the face lies on its side and must still be landmarked.
     (Upside-down faces are not checked: BlazeFace sometimes reports them as upright faces.)"""
     img = hdtf_frames[0]
-    (upright,) = find_faces([img], default_backends.detector, default_backends.landmarker)
-    (turned,) = find_faces([cv2.rotate(img, code)], default_backends.detector, default_backends.landmarker)
+    det, lm, check = default_backends.detector, default_backends.landmarker, FaceVerifier()
+    (upright,) = find_faces([img], det, lm, verifier=check)
+    # ccw: BlazeFace reads this sideways face's keypoints as upright; the landmarks it then gets fail the
+    # confidence check, and the next rotation retry stands the face up
+    (turned,) = find_faces([cv2.rotate(img, code)], det, lm, verifier=check)
     assert len(upright.landmarks) == len(turned.landmarks) == 1
     rot = {cv2.ROTATE_90_CLOCKWISE: 90, cv2.ROTATE_90_COUNTERCLOCKWISE: 270}[code]
     expected = rotate_points(upright.landmarks[0], rot, *img.shape[:2])

@@ -9,6 +9,8 @@ import click
 from dfl.cli import cli
 from dfl.cli.options import side_argument, workspace_option
 from dfl.errors import DflError
+from dfl.faces.tracker import DEFAULT_DETECT_EVERY
+from dfl.faces.verify import DEFAULT_MIN_CONFIDENCE
 
 FACE_TYPE_CHOICES = ("half_face", "midfull_face", "full_face", "whole_face", "head", "mark_only",
                      "h", "mf", "f", "wf")
@@ -47,7 +49,13 @@ def _ask(value, prompt: str, default, interactive: bool, **kw):
                    "also $DFL_WEIGHTS; default ~/.dfl/weights.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps ...")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Frames per detector/landmarker pass.")
+              help="Stills (frames that are not the next frame of a video) per detector/landmarker pass.")
+@click.option("--detect-every", type=click.IntRange(min=1), default=DEFAULT_DETECT_EVERY, show_default=True,
+              help="Video frames: faces are tracked from the previous frame's landmarks and the full detector runs "
+                   "at least every N frames (and whenever a face is lost); 1 = full detection on every frame.")
+@click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=DEFAULT_MIN_CONFIDENCE, show_default=True,
+              help="Reject detections whose face confidence (re-detection on the landmark-aligned crop) is lower; "
+                   "0 keeps every detection, as DFL does.")
 @click.option("--overwrite", is_flag=True, help="Extract every frame again, moving the faces already there to "
                                                  "trash/ (default: resume, skipping frames already extracted).")
 @click.option("--non-interactive", is_flag=True, help="Never ask; use the defaults for options not given.")
@@ -58,8 +66,8 @@ def _ask(value, prompt: str, default, interactive: bool, **kw):
 @click.option("--manual-window-size", type=click.IntRange(min=0), default=1368, show_default=True,
               help="Width of the manual window's 16:9 view (0 = frame size).")
 def extract_faces_cmd(side, workspace, detector, landmarker, face_type, max_faces, image_size, jpeg_quality,
-                      output_debug, weights_dir, device, batch_size, overwrite, non_interactive, manual, fix,
-                      manual_fix, manual_window_size) -> None:
+                      output_debug, weights_dir, device, batch_size, detect_every, min_confidence, overwrite,
+                      non_interactive, manual, fix, manual_fix, manual_window_size) -> None:
     """Steps 4 and 5: extract faces of data_src / data_dst frames into aligned/.
 
     Finds every face in data_SIDE/*.png, places 68 landmarks, aligns and writes DFL faceset JPEGs
@@ -103,7 +111,8 @@ def extract_faces_cmd(side, workspace, detector, landmarker, face_type, max_face
     dev = pick_device(device)
     backends = get_backends(detector, landmarker, dev, resolve_weights_dir(weights_dir))
     opts = ExtractOptions(face_type=ft, image_size=image_size, jpeg_quality=jpeg_quality, max_faces=max_faces,
-                          output_debug=output_debug, overwrite=overwrite, batch_size=batch_size)
+                          output_debug=output_debug, overwrite=overwrite, batch_size=batch_size,
+                          detect_every=detect_every, min_confidence=min_confidence)
     if not (manual or fix):
         summary = extract_faces(frames_dir, workspace.aligned_dir(side), backends.detector, backends.landmarker,
                                 opts, debug_dir=workspace.debug_dir(side), trash_dir=workspace.trash_dir)
