@@ -10,7 +10,7 @@ Deleting cannot be undone, so the rules are strict:
   debug images, merged frames and masks (from the frames and the model), dfl's stale temporaries.
 * Moved to ``trash/<date_time>/`` instead: the faces (``aligned/``: hours of sorting and labelling),
   result videos, numbered frames whose video is gone, models (only with ``models=True``) and the
-  videos (only with ``videos=True``).
+  videos: data_src.* / data_dst.* and the cuts made of them, data_*_cut.* (only with ``videos=True``).
 * Other files in those folders are the user's and stay.  A symlink is removed or moved, never followed.
 """
 
@@ -26,6 +26,7 @@ from pathlib import Path
 from dfl.atomic import stale_temp_dirs, stale_temporaries
 from dfl.demo import MARKER_NAME as DEMO_MARKER
 from dfl.errors import DflError
+from dfl.text import plural
 from dfl.trash import folder_size, move_to_trash
 from dfl.workspace import SIDES, Workspace, list_frames, list_images
 
@@ -57,7 +58,8 @@ class ClearPlan:
             parts.append(f"move {', '.join(_rel(p, root) for p in self.trash[:6])}"
                          f"{', ...' if len(self.trash) > 6 else ''} to trash/")
         if self.kept_models:
-            parts.append(f"keep {len(self.kept_models)} model(s) in model/ (--models moves them to trash/)")
+            them = "it" if len(self.kept_models) == 1 else "them"
+            parts.append(f"keep {plural(len(self.kept_models), 'model')} in model/ (--models moves {them} to trash/)")
         return "; ".join(parts)
 
 
@@ -71,12 +73,12 @@ class ClearResult:
 
     def line(self, root: Path) -> str:
         """The one summary line of ``dfl clear`` (and of ``dfl demo --run``'s clear step)."""
-        line = f"clear: deleted {self.deleted} generated file(s) in {root}"
+        line = f"clear: deleted {plural(self.deleted, 'generated file')} in {root}"
         if self.trash is not None:
-            line += (f"; moved {self.trashed} item(s) ({self.trash_bytes / 1e6:.1f} MB) to {self.trash} "
+            line += (f"; moved {plural(self.trashed, 'item')} ({self.trash_bytes / 1e6:.1f} MB) to {self.trash} "
                      "(delete it to free the space)")
         if self.kept_models:
-            line += f"; kept {self.kept_models} model(s) in model/"
+            line += f"; kept {plural(self.kept_models, 'model')} in model/"
         return line
 
 
@@ -91,7 +93,7 @@ def _rel(path: Path, root: Path) -> str:
 def _count(paths: list[Path], root: Path) -> str:
     """'75 file(s) in data_src/, 75 file(s) in data_dst/merged/': grouped by folder."""
     by_dir = Counter("the workspace" if p.parent == root else _rel(p.parent, root) for p in paths)
-    return ", ".join(f"{n} file(s) in {d}" for d, n in by_dir.items())
+    return ", ".join(f"{plural(n, 'file')} in {d}" for d, n in by_dir.items())
 
 
 # -- is this a workspace? ------------------------------------------------------------------------------
@@ -133,6 +135,9 @@ def workspace_evidence(ws: Workspace) -> str | None:
                 return f"faces in data_{side}/aligned/"
     if (ws.merged_dir / MERGE_CONFIG).is_file():
         return "a merge in data_dst/merged/"
+    cuts = ws.cut_videos()
+    if cuts:
+        return f"{cuts[0].name} (a cut of the workspace's video)"
     if ws.model_dir.is_dir() and not ws.model_dir.is_symlink():
         if any(is_model_folder(p) for p in ws.model_dir.iterdir()):
             return "a model in model/"
@@ -219,7 +224,7 @@ def plan_clear(ws: Workspace, *, models: bool = False, videos: bool = False) -> 
         else:
             plan.kept_models += [p for p in entries if is_model_folder(p)]
     if videos:
-        plan.trash += ws.input_videos()
+        plan.trash += ws.input_videos() + ws.cut_videos()
     return plan
 
 

@@ -74,12 +74,13 @@ def _clock(seconds: float) -> str:
 # -- the steps, each one summary line --------------------------------------------------------------
 def step_videos(ws: Workspace, seconds: float, echo: Echo) -> None:
     """The demo's data_src.mp4 (astronaut) and data_dst.mp4 (Grace Hopper, audio tone)."""
+    from dfl.text import plural
     from dfl.video import probe
 
     make_demo_workspace(ws.root, seconds=seconds, fps=DEMO_FPS, overwrite=True)
     for side, who in (("src", "astronaut"), ("dst", "Grace Hopper")):
         info = probe(ws.require_video(side))
-        echo(f"demo: data_{side}.mp4 ({who}, {info.width}x{info.height}, {info.estimated_frames} frames at "
+        echo(f"demo: data_{side}.mp4 ({who}, {info.width}x{info.height}, {plural(info.estimated_frames or 0, 'frame')} at "
              f"{float(info.fps):g} fps{', audio' if info.has_audio else ''})")
 
 
@@ -92,12 +93,13 @@ def step_clear(ws: Workspace, echo: Echo) -> None:
 
 def step_extract_frames(ws: Workspace, side: str, echo: Echo) -> int:
     """Steps 2 and 3: every frame as png (dst at full rate, as merging needs)."""
+    from dfl.text import plural
     from dfl.video import extract_frames, probe
 
     info = probe(ws.require_video(side))  # type: ignore[arg-type]
     out = ws.frames_dir(side)  # type: ignore[arg-type]
     n = extract_frames(info.path, out, fps=0, fmt="png", overwrite=True, desc=f"Extracting {info.path.name}")
-    echo(f"extract-frames {side}: {n} frames (png, full rate, {info.width}x{info.height}) -> {out}")
+    echo(f"extract-frames {side}: {plural(n, 'frame')} (png, full rate, {info.width}x{info.height}) -> {out}")
     return n
 
 
@@ -158,6 +160,7 @@ def step_merge(ws: Workspace, model_path: Path, opts: DemoRunOptions, echo: Echo
 def step_video(ws: Workspace, echo: Echo) -> Path:
     """Step 8: result.mp4 (and result_mask.mp4) at data_dst's rate with its audio, labelled synthetic."""
     from dfl.imageops.synthetic_label import video_metadata
+    from dfl.text import plural
     from dfl.video import frames_to_video, probe
     from dfl.workspace import list_images
 
@@ -166,19 +169,22 @@ def step_video(ws: Workspace, echo: Echo) -> Path:
     n = frames_to_video(ws.merged_dir, ws.result, fps=info.fps, audio_from=ref, metadata=video_metadata(),
                         desc=f"Writing {ws.result.name}")
     out = probe(ws.result)
-    echo(f"video: {n} frames at {float(out.fps):g} fps{' with audio' if out.has_audio else ''} -> {ws.result}")
+    echo(f"video: {plural(n, 'frame')} at {float(out.fps):g} fps{' with audio' if out.has_audio else ''} -> {ws.result}")
     if list_images(ws.merged_mask_dir):
         n_mask = frames_to_video(ws.merged_mask_dir, ws.result_mask, fps=info.fps, metadata=video_metadata(),
                                  desc=f"Writing {ws.result_mask.name}")
-        echo(f"video: {n_mask} mask frames -> {ws.result_mask}")
+        echo(f"video: {plural(n_mask, 'mask frame')} -> {ws.result_mask}")
     return ws.result
 
 
 def run_demo(root: Path, opts: DemoRunOptions | None = None, echo: Echo = click.echo) -> Path:
     """Make the demo workspace at ``root`` and run every step on it; returns the path of result.mp4."""
+    from dfl.device import pick_device
+
     opts = (opts or DemoRunOptions()).validate()
     ws = Workspace(Path(root))
     check_target(ws, opts.overwrite)
+    pick_device(opts.device)   # a device this machine lacks: said before the workspace is cleared
     start = time.perf_counter()
     step_videos(ws, opts.seconds, echo)
     step_clear(ws, echo)

@@ -20,7 +20,9 @@ types up to full_face_no_align, and debug frames in ``aligned_debug/`` with land
 aligned square.
 
 Resuming is by frame: a small state file in the aligned folder records the frames already done (with
-or without faces) and the options used, so a rerun continues where a crash or Ctrl+C stopped.
+or without faces) and the options used, so a rerun continues where a crash or Ctrl+C stopped.  Ctrl+C
+(or SIGTERM, see :mod:`dfl.interrupt`) raises :class:`~dfl.interrupt.Interrupted` carrying the summary of
+the frames finished before the stop.
 Unreadable frames are reported, counted and skipped; they never stop the run.
 """
 
@@ -49,6 +51,9 @@ from dfl.faces.find import (MIN_FRAME_SIDE, ROTATIONS, FrameFaces, find_faces, r
                             unrotate_box, unrotate_points, upright_turn)
 from dfl.faces.tracker import DEFAULT_DETECT_EVERY, FaceTracker
 from dfl.faces.verify import DEFAULT_MIN_CONFIDENCE, FaceVerifier
+from dfl.interrupt import Interrupted
+from dfl.progress import progress_bar
+from dfl.text import plural
 from dfl.timing import StageTimes, null_times
 from dfl.trash import TRASH_DIR, move_to_trash
 from dfl.workspace import list_images
@@ -103,10 +108,17 @@ class ExtractSummary:
     def fps(self) -> float:
         return self.processed / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def remaining(self) -> int:
+        """Frames a rerun still has to search (after an interruption; unreadable ones are tried again)."""
+        return self.frames - self.already_done - self.processed
+
     def line(self, side: str | None = None) -> str:
         head = f"extract-faces {side}: " if side else "extract-faces: "
-        return (f"{head}{self.processed} frames ({self.already_done} already done), {self.faces} faces, "
-                f"{self.frames_without_faces} frames without faces, {self.rejected} rejected as not faces, "
+        not_faces = "a face" if self.rejected == 1 else "faces"
+        return (f"{head}{plural(self.processed, 'frame')} ({self.already_done} already done), "
+                f"{plural(self.faces, 'face')}, {plural(self.frames_without_faces, 'frame')} without faces, "
+                f"{plural(self.rejected, 'detection')} rejected as not {not_faces}, "
                 f"{len(self.unreadable)} unreadable; backend {self.backend}; {self.fps:.1f} frames/s"
                 + (f"; the earlier faces were moved to {self.trash}" if self.trash else ""))
 
@@ -384,25 +396,29 @@ def extract_faces(frames_dir: Path, aligned_dir: Path, detector: Detector, landm
     times = StageTimes()
     start = time.perf_counter()
     last_save = start
-    bar = tqdm(total=len(todo), unit="frame", desc="extract-faces", dynamic_ncols=True, disable=not progress)
+    bar = progress_bar(total=len(todo), unit="frame", desc="extract-faces", progress=progress)
     writing: deque[tuple[Path, int, Future]] = deque()
+
+    def count(path: Path, n: int) -> None:
+        summary.processed += 1
+        summary.faces += n
+        summary.frames_without_faces += n == 0
+        done[path.stem] = n
+        bar.update(1)
 
     def finish_one() -> None:
         nonlocal last_save
         path, _, fut = writing.popleft()
         with times.waiting("wait write"):
             n = fut.result()
-        summary.processed += 1
-        summary.faces += n
-        summary.frames_without_faces += n == 0
-        done[path.stem] = n
-        bar.update(1)
+        count(path, n)
         now = time.perf_counter()
         if now - last_save > 5.0:
             _save_state(aligned_dir, opts, done)
             last_save = now
 
     finder = _FrameFinder(detector, landmarker, opts, times)
+    stop: KeyboardInterrupt | None = None
     try:
         with ThreadPoolExecutor(workers, thread_name_prefix="dfl-decode") as decode_pool, \
                 ThreadPoolExecutor(workers, thread_name_prefix="dfl-write") as write_pool:
@@ -427,11 +443,15 @@ def extract_faces(frames_dir: Path, aligned_dir: Path, detector: Detector, landm
             submit(finder.flush())
             while writing:
                 finish_one()
+    except KeyboardInterrupt as exc:   # Ctrl+C or SIGTERM (dfl.interrupt): stop, keep, and say what was done
+        stop = exc
     finally:
-        # Ctrl+C or an error: keep what was finished so the next run resumes after it
+        # Ctrl+C or an error: keep what was finished so the next run resumes after it (leaving the pools
+        # above waited for the frames being written, so they count)
         for path, _, fut in writing:
             if fut.done() and not fut.cancelled() and fut.exception() is None:
-                done[path.stem] = fut.result()
+                count(path, fut.result())
+        writing.clear()
         _save_state(aligned_dir, opts, done)
         bar.close()
         cv2.setNumThreads(prev_cv2_threads)
@@ -439,4 +459,6 @@ def extract_faces(frames_dir: Path, aligned_dir: Path, detector: Detector, landm
     summary.seconds = time.perf_counter() - start
     summary.detections = finder.detections
     summary.stages = dict(times.seconds)
+    if stop is not None:
+        raise Interrupted.from_stop(stop, summary) from None
     return summary

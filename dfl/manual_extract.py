@@ -27,6 +27,7 @@ from dfl.faces.manual import FaceMark, ManualEditor
 from dfl.faces.manual_draw import render, view_image
 from dfl.faceset.io import FACE_EXTENSIONS, inspect_face, list_faces, read_record
 from dfl.faceset.trash import move_to_trash
+from dfl.text import plural
 from dfl.ui import EventUI, OpenCVWindow, require_display
 from dfl.workspace import list_images
 
@@ -123,8 +124,8 @@ class ManualSummary:
     def line(self, side: str | None = None) -> str:
         head = f"extract-faces {side} (manual): " if side else "extract-faces (manual): "
         stop = f"; stopped at frame {self.stopped_at + 1}" if self.stopped_at is not None else ""
-        return (f"{head}{self.frames} frames, {self.faces} faces written, {self.skipped} skipped, "
-                f"{self.replaced} earlier faces moved to aligned_trash, {len(self.unreadable)} unreadable{stop}")
+        return (f"{head}{plural(self.frames, 'frame')}, {plural(self.faces, 'face')} written, {self.skipped} skipped, "
+                f"{plural(self.replaced, 'earlier face')} moved to aligned_trash, {len(self.unreadable)} unreadable{stop}")
 
 
 @dataclass

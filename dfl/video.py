@@ -29,12 +29,12 @@ from typing import IO, Callable, Iterable, Sequence
 
 import ffmpeg
 import numpy as np
-from tqdm import tqdm
 
 from dfl.atomic import make_temp_dir, remove_stale_temp_dirs, remove_stale_temporaries, temp_path_for
 from dfl.errors import DflError
 from dfl.processes import child_done, start_child
-from dfl.workspace import list_frames, list_images
+from dfl.progress import progress_bar
+from dfl.workspace import CUT_SUFFIX, list_frames, list_images
 
 FRAME_FORMATS = ("png", "jpg")
 DEFAULT_BITRATE_MBPS = 16       # DFL's default for merged -> mp4
@@ -106,6 +106,7 @@ class VideoInfo:
     duration: float | None       # seconds, None when the container does not say
     audio_streams: int
     metadata: dict[str, str] = field(default_factory=dict)  # container-level tags (comment, title, ...)
+    codec_tag: str = ""          # the stream's fourcc in mp4/mov ("avc1", "hvc1", "hev1"), "" when none
 
     @property
     def has_audio(self) -> bool:
@@ -188,6 +189,7 @@ def _parse_probe(path: Path, text: str) -> VideoInfo:
     if video_line is None:
         raise DflError(f"{path}: has no video stream")
     codec_m = re.search(r"Video: (\w+)", video_line)
+    tag_m = re.search(r"\(([0-9A-Za-z ]{4}) / 0x[0-9A-Fa-f]+\)", video_line)
     size_m = re.search(r"(?<!\w)([1-9]\d{0,4})x([1-9]\d{0,4})(?!\w)", video_line.split("Video:", 1)[1])
     fps_m = re.search(r"(\d+(?:\.\d+)?)(k?) fps", video_line) or re.search(r"(\d+(?:\.\d+)?)(k?) tbr", video_line)
     if size_m is None:
@@ -206,7 +208,8 @@ def _parse_probe(path: Path, text: str) -> VideoInfo:
     width, height = (coded_h, coded_w) if quarter_turn else (coded_w, coded_h)
     return VideoInfo(path=path, format=fmt, video_codec=codec_m.group(1) if codec_m else "?", width=width,
                      height=height, coded_width=coded_w, coded_height=coded_h, rotation=rotation, fps=fps,
-                     duration=duration, audio_streams=audio_streams, metadata=metadata)
+                     duration=duration, audio_streams=audio_streams, metadata=metadata,
+                     codec_tag=tag_m.group(1).strip() if tag_m else "")
 
 
 def probe(path: Path) -> VideoInfo:
@@ -280,7 +283,7 @@ def _run(job, *, total: int | None, desc: str | None, what: Path, feed: Callable
                         proc.stdin.close()
             feeder = threading.Thread(target=_feed, daemon=True)
             feeder.start()
-        bar = tqdm(total=total, desc=desc, unit="frame", dynamic_ncols=True, leave=False, disable=desc is None)
+        bar = progress_bar(total=total, desc=desc, unit="frame", leave=False, progress=desc is not None)
         try:
             assert proc.stdout is not None
             for raw in proc.stdout:
@@ -535,24 +538,51 @@ _STANDARD_MP4_TAGS = {"title", "comment", "description", "artist", "album", "cop
                       "album_artist", "grouping", "track", "disc", "compilation", "year"}
 
 
-def _video_codec_args(codec: str, bitrate_mbps: float, lossless: bool) -> dict[str, object]:
-    args: dict[str, object] = {"c:v": codec, "pix_fmt": "yuv420p"}
+_APPLE_CONTAINERS = (".mp4", ".mov", ".m4v")
+# Lossless video that decodes to exactly the frames given: RGB or 4:4:4, never yuv420p (which halves the
+# colour resolution and rounds RGB -> YUV, so "lossless" yuv420p differed from its PNG by up to 9 levels).
+_LOSSLESS: dict[str, dict[str, object]] = {
+    # H.264 in RGB (High 4:4:4 Predictive, qp 0): exact, and the mp4 that result.mp4 promises.  ffmpeg-based
+    # players (VLC, mpv, ffplay) and editors built on ffmpeg play it; QuickTime and browsers do not.
+    # veryfast: 720x1364 frames at 2x the speed of medium for 10% more bytes (measured, see README).
+    "libx264": {"c:v": "libx264rgb", "qp": 0, "pix_fmt": "rgb24", "preset": "veryfast"},
+    "libx264rgb": {"c:v": "libx264rgb", "qp": 0, "pix_fmt": "rgb24", "preset": "veryfast"},
+    "libx265": {"c:v": "libx265", "pix_fmt": "gbrp", "x265-params": "lossless=1:log-level=error"},
+    "libvpx-vp9": {"c:v": "libvpx-vp9", "pix_fmt": "gbrp", "lossless": 1},
+    # intra-only lossless codecs: RGB as given (ffv1 fits mp4 and mkv, the others mkv/avi/mov)
+    "ffv1": {"c:v": "ffv1"}, "utvideo": {"c:v": "utvideo"}, "huffyuv": {"c:v": "huffyuv"},
+    "ffvhuff": {"c:v": "ffvhuff"}, "png": {"c:v": "png"},
+}
+
+
+def is_hevc(codec: str) -> bool:
+    """An H.265 encoder (libx265, hevc_nvenc, hevc_videotoolbox, ...)."""
+    return codec in ("libx265", "libkvazaar") or codec.startswith("hevc")
+
+
+def _video_codec_args(codec: str, bitrate_mbps: float, lossless: bool, output: Path) -> dict[str, object]:
+    """ffmpeg output options for ``codec``: yuv420p at ``bitrate_mbps``, or a truly lossless RGB / 4:4:4
+    encoding (see _LOSSLESS); H.265 in mp4/mov is tagged ``hvc1``, the tag Apple's players require (ffmpeg's
+    default ``hev1`` plays elsewhere but not in QuickTime, Safari or on iPhones)."""
     if lossless:
-        if codec == "libx264":
-            args.update({"crf": 0, "preset": "medium"})
-        elif codec == "libx265":
-            args["x265-params"] = "lossless=1"
-        elif codec in ("libvpx-vp9",):
-            args["lossless"] = 1
-        elif codec in ("ffv1", "png", "huffyuv", "utvideo"):
-            args.pop("pix_fmt")
-        else:
-            raise DflError(f"{codec}: no lossless mode known for this codec; use libx264 or libx265")
+        if codec not in _LOSSLESS:
+            raise DflError(f"--codec {codec}: no lossless mode known for this codec; use libx264 (RGB H.264), "
+                           f"libx265, libvpx-vp9 or ffv1")
+        args = dict(_LOSSLESS[codec])
     else:
         if bitrate_mbps <= 0:
             raise DflError(f"{bitrate_mbps}: bitrate must be positive (Mbit/s)")
-        args["b:v"] = f"{bitrate_mbps:g}M"
+        args = {"c:v": codec, "pix_fmt": "yuv420p", "b:v": f"{bitrate_mbps:g}M"}
+    if is_hevc(str(args["c:v"])) and Path(output).suffix.lower() in _APPLE_CONTAINERS:
+        args["tag:v"] = "hvc1"
     return args
+
+
+def mask_output_path(output: Path) -> Path:
+    """Where the mask video of ``output`` goes: beside it, ``<stem>_mask<ext>`` (result.mp4 ->
+    result_mask.mp4, ``-o out/take2.mkv`` -> out/take2_mask.mkv)."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}_mask{output.suffix}")
 
 
 def frames_to_video(frames: Path | Sequence[Path], output: Path, *, fps: Fraction | float | str,
@@ -563,7 +593,8 @@ def frames_to_video(frames: Path | Sequence[Path], output: Path, *, fps: Fractio
     """Encode a folder (or list) of frames into ``output`` at ``fps``, with ``audio_from``'s audio track.
 
     ``metadata`` becomes container tags (``-metadata key=value``), so the merge step can mark the result
-    as synthetic media.  Odd frame sizes are padded by one pixel (yuv420p needs even sizes).  ``output``
+    as synthetic media.  Odd frame sizes are padded by one pixel (yuv420p needs even sizes); ``lossless``
+    encodes RGB / 4:4:4 that decodes to exactly the frames given, at their own size.  ``output``
     is replaced only when ffmpeg succeeded, and never when it is ``audio_from`` or one of ``protect``.
     A frame that cannot be read (empty, truncated, damaged) is a DflError naming it, or, with
     ``on_bad_frame``, reported there and replaced by the previous frame.  Returns the number of frames
@@ -595,8 +626,10 @@ def frames_to_video(frames: Path | Sequence[Path], output: Path, *, fps: Fractio
     tmp = _temp_output(output)
     try:
         video_in = ffmpeg.input("pipe:", format="image2pipe", framerate=fps_str, vcodec=in_codec)
-        streams = [video_in.video.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2")]
-        out_kwargs = _video_codec_args(codec, bitrate, lossless)
+        out_kwargs = _video_codec_args(codec, bitrate, lossless, output)
+        # yuv420p needs even sizes; RGB and 4:4:4 (lossless) keep the frames' own size, pixel for pixel
+        streams = [video_in.video.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2")
+                   if out_kwargs.get("pix_fmt") == "yuv420p" else video_in.video]
         if audio_from is not None:
             audio_info = probe(audio_from)
             if audio_info.audio_streams > audio_track:
@@ -677,7 +710,7 @@ def parse_time(value: str | float | None) -> float | None:
 
 def cut_output_path(video: Path) -> Path:
     """DFL's name for a cut: ``data_dst.mp4`` -> ``data_dst_cut.mp4`` next to it."""
-    return video.with_name(f"{video.stem}_cut{video.suffix}")
+    return video.with_name(f"{video.stem}{CUT_SUFFIX}{video.suffix}")
 
 
 def cut_video(video: Path, output: Path | None = None, *, start: str | float | None = None,
@@ -711,7 +744,7 @@ def cut_video(video: Path, output: Path | None = None, *, start: str | float | N
     try:
         inp = ffmpeg.input(str(info.path), **in_kwargs)
         streams = [inp["v:0"]]
-        kwargs: dict[str, object] = _video_codec_args(codec, bitrate, lossless=False)
+        kwargs: dict[str, object] = _video_codec_args(codec, bitrate, lossless=False, output=output)
         if info.audio_streams:
             streams.append(inp[f"a:{audio_track}"])
             kwargs.update({"c:a": "aac", "b:a": "192k"})

@@ -23,6 +23,8 @@ ENV_VAR = "DFL_WORKSPACE"
 MARKER = ".dfl_workspace"
 """Written into a folder the first time a dfl step works in it; ``dfl clear`` touches no folder without it
 (or without frames, faces or models dfl made)."""
+CUT_SUFFIX = "_cut"
+"""``data_dst.mp4`` cut by ``dfl cut-video`` is ``data_dst_cut.mp4`` (DFL's name)."""
 FRAME_NAME = re.compile(r"^\d{5,}\.(png|jpg)$", re.IGNORECASE)
 """The frames dfl (and DeepFaceLab) extract: ``00001.png``, ``00002.jpg`` ...  Only these are ever replaced,
 denoised in place or deleted; other images in a frames folder are the user's."""
@@ -94,6 +96,12 @@ class Workspace:
     def input_videos(self) -> list[Path]:
         """Every ``data_src.*``/``data_dst.*`` video: the footage no dfl command ever writes over."""
         return [p for side in SIDES for p in sorted(self.root.glob(f"data_{side}.*"))
+                if p.suffix.lower() in VIDEO_EXTENSIONS]
+
+    def cut_videos(self) -> list[Path]:
+        """The cuts ``dfl cut-video`` (and DFL's cut step) wrote of the input videos: ``data_<side>_cut.*``.
+        dfl's own videos, not the user's footage: ``dfl clear --videos`` moves them to the trash too."""
+        return [p for side in SIDES for p in sorted(self.root.glob(f"data_{side}{CUT_SUFFIX}.*"))
                 if p.suffix.lower() in VIDEO_EXTENSIONS]
 
     def require_video(self, side: Side) -> Path:

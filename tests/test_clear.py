@@ -45,7 +45,9 @@ def test_clear_videos_only_when_asked(demo_workspace: Workspace, dfl_run) -> Non
     (ws.root / "data_dst_cut.mp4").write_bytes(b"a cut")
     assert dfl_run("clear", "--yes", "--videos", "-w", ws.root).code == 0
     assert ws.video("src") is None and ws.video("dst") is None
-    assert (ws.root / "data_dst_cut.mp4").exists()
+    trash = next(ws.trash_dir.iterdir())                       # the cut dfl wrote goes along (issue 21)
+    assert not (ws.root / "data_dst_cut.mp4").exists() and (trash / "data_dst_cut.mp4").read_bytes() == b"a cut"
+    assert (trash / "data_dst.mkv").read_bytes() == b"second dst video"
 
 
 def test_clear_asks_and_never_hangs_without_a_terminal(demo_workspace: Workspace, dfl_run) -> None:

@@ -67,6 +67,7 @@ def _write_frames(folder: Path, frames: list[np.ndarray]) -> list[Path]:
 # ----------------------------------------------------------------------------------- weights + registry
 def test_weights_dir_option_then_env_then_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "env"))
+    (tmp_path / "opt").mkdir()
     assert weights_dir(str(tmp_path / "opt")) == tmp_path / "opt"
     assert weights_dir(None) == tmp_path / "env"
     monkeypatch.delenv(ENV_VAR)
@@ -373,6 +374,7 @@ def test_pipeline_resumes_reports_corrupt_frames_and_overwrites(tmp_path: Path, 
 def test_cli_extract_faces_scriptable(tmp_path: Path, hdtf_frames, dfl_run) -> None:
     ws = tmp_path / "ws"
     _write_frames(ws / "data_dst", hdtf_frames[:2])
+    (tmp_path / "noweights").mkdir()                   # an empty weights folder: the built-in backends
     r = dfl_run("extract-faces", "dst", "--workspace", ws, "--face-type", "whole_face", "--image-size", "96",
                 "--weights-dir", tmp_path / "noweights", "--device", "cpu", "--non-interactive")
     assert r.code == 0, r.err

@@ -36,14 +36,14 @@ def test_faceset_enhance_keeps_metadata_resumes_and_replaces(tmp_path: Path, wei
     res = dfl_run("faceset", "enhance", "src", "-w", ws, "--weights-dir", weights_dir, "--device", "cpu", "--no-replace")
     assert res.code == 0, res.err
     out = ws / "data_src" / "aligned_enhanced" / face.name
-    assert "Enhanced 1 faces, 0 already done" in res.out and out.is_file()
+    assert "Enhanced 1 face, 0 already done" in res.out and out.is_file()
     assert read_meta(out.read_bytes()).payload == payload              # DFL's metadata, byte for byte
     enhanced, _ = read_face(out)
     assert enhanced.shape == before_pixels.shape and np.abs(enhanced.astype(int) - before_pixels).mean() > 1
 
     res = dfl_run("faceset", "enhance", "src", "-w", ws, "--weights-dir", weights_dir, "--device", "cpu", "--replace")
     assert res.code == 0 and "Enhanced 0 faces, 1 already done" in res.out, res.err
-    assert "Replaced 1 faces" in res.out
+    assert "Replaced 1 face in" in res.out
     assert np.array_equal(read_face(face)[0], enhanced)
     assert read_meta(face.read_bytes()).payload == payload
     (kept,) = (ws / "trash").glob(f"*/data_src/aligned/{face.name}")     # the original, in the trash
@@ -55,6 +55,7 @@ def test_missing_enhancer_weights_name_the_file_and_folder(tmp_path: Path, dfl_r
     ws = tmp_path / "ws"
     write_faceset(ws / "data_dst" / "aligned", 1, 1, seed=5, size=64)
     empty = tmp_path / "no_weights"
+    empty.mkdir()
     res = dfl_run("faceset", "enhance", "dst", "-w", ws, "--weights-dir", empty)
     assert res.code == 1 and res.err.count("\n") == 1
     assert "FaceEnhancer.npy" in res.err and str(empty) in res.err

@@ -231,7 +231,7 @@ def test_confidence_high_on_faces_and_low_where_landmarks_sit_on_no_face(models,
 def test_summary_line_counts_rejected() -> None:
     from dfl.extract import ExtractSummary
     s = ExtractSummary(backend="x+y", processed=3, faces=3, rejected=2, seconds=1.0)
-    assert "2 rejected as not faces" in s.line("dst")
+    assert "2 detections rejected as not faces" in s.line("dst")
 
 
 # ----------------------------------------------------------------------------------- tiles
@@ -315,10 +315,11 @@ def test_one_entry_per_face_even_when_framed_differently() -> None:
 def test_cli_takes_detect_every_and_min_confidence(tmp_path: Path, faces, dfl_run) -> None:
     ws = tmp_path / "ws"
     _write(ws / "data_dst", [(f"{i + 1:05d}.png", frame_with((faces[0], 40 + 5 * i, 50))) for i in range(3)])
+    (tmp_path / "none").mkdir()                        # an empty weights folder: the built-in backends
     r = dfl_run("extract-faces", "dst", "--workspace", ws, "--image-size", "64", "--detect-every", "2",
                 "--min-confidence", "0.5", "--no-output-debug", "--weights-dir", tmp_path / "none", "--device", "cpu",
                 "--non-interactive")
     assert r.code == 0, r.err
-    assert "3 faces" in r.out and "0 rejected as not faces" in r.out
+    assert "3 faces" in r.out and "0 detections rejected as not faces" in r.out
     r = dfl_run("extract-faces", "dst", "--workspace", ws, "--min-confidence", "1.5", "--non-interactive")
     assert r.code != 0 and "min-confidence" in (r.out + r.err)

@@ -521,7 +521,7 @@ def test_remove_labels_and_masks_keep_a_restorable_backup(tmp_path: Path, dfl_ru
     assert r.code == 1 and "--yes" in r.err and len(r.err.strip().splitlines()) == 1
     assert read_record(faces[0]).has_polys
     r = dfl_run("xseg", "remove-labels", "src", "-w", ws, "--yes")
-    assert r.code == 0 and "removed from 1 faces" in r.out, r.err
+    assert r.code == 0 and "removed from 1 face in" in r.out, r.err
     assert "seg_ie_polys" not in read_raw_dict(faces[0]) and read_record(faces[0]).xseg_mask is not None
     (backup,) = (ws / "trash").glob("*/data_src/aligned/meta.dat")
     assert str(backup) in r.out.replace("\n", "")

@@ -4,7 +4,7 @@ The commands are thin: parse options, call one function of the core, print a one
 area keeps its commands in a module of this package (``frames``, ``extract``, ``train``, ``merge``, ...),
 registered on the one group below.  A :class:`~dfl.errors.DflError`, or an OSError the core did not
 turn into one (a full disk, a name too long, a file where a folder should be), becomes one line on
-stderr and exit code 1; Ctrl+C exits with 130 after the core has saved what it must.
+stderr and exit code 1; Ctrl+C (or SIGTERM) exits with 130 (143) after the core has saved what it must.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from __future__ import annotations
 import errno
 import importlib
 import sys
+from typing import NoReturn
 
 import click
 
 from dfl import __version__
 from dfl.errors import DflError
+from dfl.interrupt import exit_code, sigterm_as_interrupt
 
 # Modules that add commands to ``cli``; each is imported if present so areas land independently.
 COMMAND_MODULES = ("frames", "demo", "extract", "faceset", "xseg", "train", "merge", "interop")
@@ -75,25 +77,35 @@ def os_error_line(exc: OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the group and turn user errors into one line."""
-    try:
-        cli.main(args=argv, prog_name="dfl", standalone_mode=False)
-    except DflError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(1)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except BrokenPipeError:
-        sys.exit(1)
-    except OSError as exc:
-        click.echo(f"Error: {os_error_line(exc)}", err=True)
-        sys.exit(1)
+    """Console entry point: run the group and turn user errors into one line.
+
+    SIGTERM stops a command as Ctrl+C does (:mod:`dfl.interrupt`): the step keeps what it finished, prints
+    its summary where it has one, and the exit status is 130 (Ctrl+C) or 143 (SIGTERM).
+    """
+    with sigterm_as_interrupt():
+        try:
+            cli.main(args=argv, prog_name="dfl", standalone_mode=False)
+        except DflError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+        except click.exceptions.Abort as exc:   # click wraps a KeyboardInterrupt into Abort (as its cause)
+            _stopped(exc.__cause__, "Aborted.")
+        except KeyboardInterrupt as exc:
+            _stopped(exc, "Interrupted.")
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except BrokenPipeError:
+            sys.exit(1)
+        except OSError as exc:
+            click.echo(f"Error: {os_error_line(exc)}", err=True)
+            sys.exit(1)
+
+
+def _stopped(stop: BaseException | None, default: str) -> NoReturn:
+    """Ctrl+C, SIGTERM or an aborted prompt: the step's own last words (:class:`Interrupted`) or ``default``."""
+    message = getattr(stop, "message", "") or ("Interrupted." if isinstance(stop, KeyboardInterrupt) else default)
+    click.echo(message, err=True)
+    sys.exit(exit_code(stop))

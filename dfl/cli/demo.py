@@ -9,6 +9,7 @@ from dfl.cli import cli
 from dfl.cli.options import workspace_option
 from dfl.demo import DEMO_FPS, DEMO_SECONDS, make_demo_workspace
 from dfl.errors import DflError
+from dfl.text import plural
 from dfl.video import probe
 from dfl.workspace import Workspace
 
@@ -60,5 +61,6 @@ def demo_command(workspace: Workspace, overwrite: bool, seconds: float, run_all:
     ws = make_demo_workspace(workspace.root, seconds=seconds, fps=DEMO_FPS, overwrite=overwrite)
     for side, who in (("src", "astronaut"), ("dst", "Grace Hopper")):
         info = probe(ws.require_video(side))
-        click.echo(f"demo: data_{side}.mp4 ({who}, {info.width}x{info.height}, {info.estimated_frames} frames at "
+        click.echo(f"demo: data_{side}.mp4 ({who}, {info.width}x{info.height}, "
+                   f"{plural(info.estimated_frames or 0, 'frame')} at "
                    f"{float(info.fps):g} fps{', audio' if info.has_audio else ''}) -> {ws.root}")

@@ -11,6 +11,8 @@ from dfl.cli.options import side_argument, workspace_option
 from dfl.errors import DflError
 from dfl.faces.tracker import DEFAULT_DETECT_EVERY
 from dfl.faces.verify import DEFAULT_MIN_CONFIDENCE
+from dfl.interrupt import Interrupted
+from dfl.text import plural
 
 FACE_TYPE_CHOICES = ("half_face", "midfull_face", "full_face", "whole_face", "head", "mark_only",
                      "h", "mf", "f", "wf")
@@ -88,6 +90,8 @@ def extract_faces_cmd(side, workspace, detector, landmarker, face_type, max_face
     from dfl.faces.registry import get_backends
     from dfl.faces.weights import weights_dir as resolve_weights_dir
 
+    dev = pick_device(device)                       # a device or folder that cannot work: said before any prompt
+    weights_folder = resolve_weights_dir(weights_dir)
     interactive = not non_interactive and sys.stdin.isatty()
     ft_name = _ask(face_type, "Face type (f, wf, head)", "wf", interactive,
                    type=click.Choice(FACE_TYPE_CHOICES))
@@ -108,14 +112,21 @@ def extract_faces_cmd(side, workspace, detector, landmarker, face_type, max_face
     if not frames_dir.is_dir():
         raise DflError(f"{frames_dir}: no frames; run  dfl extract-frames {side}  first")
     use_all_cores()
-    dev = pick_device(device)
-    backends = get_backends(detector, landmarker, dev, resolve_weights_dir(weights_dir))
+    backends = get_backends(detector, landmarker, dev, weights_folder)
     opts = ExtractOptions(face_type=ft, image_size=image_size, jpeg_quality=jpeg_quality, max_faces=max_faces,
                           output_debug=output_debug, overwrite=overwrite, batch_size=batch_size,
                           detect_every=detect_every, min_confidence=min_confidence)
     if not (manual or fix):
-        summary = extract_faces(frames_dir, workspace.aligned_dir(side), backends.detector, backends.landmarker,
-                                opts, debug_dir=workspace.debug_dir(side), trash_dir=workspace.trash_dir)
+        try:
+            summary = extract_faces(frames_dir, workspace.aligned_dir(side), backends.detector, backends.landmarker,
+                                    opts, debug_dir=workspace.debug_dir(side), trash_dir=workspace.trash_dir)
+        except Interrupted as stop:   # Ctrl+C or SIGTERM: what was done, and how to go on
+            workspace.mark()
+            click.echo(f"{stop.partial.line(side)} on {dev.type} -> {workspace.aligned_dir(side)}")
+            stop.message = (f"extract-faces {side}: stopped by {'SIGTERM' if stop.terminated else 'Ctrl+C'} with "
+                            f"{plural(stop.partial.remaining, 'frame')} left; run the same command again to "
+                            "continue")
+            raise
         click.echo(f"{summary.line(side)} on {dev.type} -> {workspace.aligned_dir(side)}")
     if manual or fix or manual_fix:
         from dfl.manual_extract import run_manual

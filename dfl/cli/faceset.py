@@ -25,6 +25,7 @@ from dfl.faceset.record import FaceRecord
 from dfl.faceset.resize import RESIZE_FACE_TYPES, ResizeOptions, resize_faceset
 from dfl.faceset.sort import SORT_METHODS, SortOptions, recover_names, sort_faceset
 from dfl.faceset.source import face_files
+from dfl.text import plural
 from dfl.workspace import Workspace
 
 
@@ -111,7 +112,7 @@ def info_cmd(target: str, as_json: bool, workspace: Workspace) -> None:
             click.echo(_describe(info, rec, f.name))
     if len(files) > 1 or bad:
         kinds = ", ".join(f"{k} {v}" for k, v in types.most_common()) or "none"
-        summary = (f"{sum(types.values())} faces in {path} ({kinds}); {n_polys} with polygons, "
+        summary = (f"{plural(sum(types.values()), 'face')} in {path} ({kinds}); {n_polys} with polygons, "
                    f"{n_masks} with xseg masks" + (f"; {bad} unreadable" if bad else ""))
         click.echo(summary, err=as_json)
     if bad:
@@ -301,6 +302,6 @@ def enhance_cmd(target: str, workspace: Workspace, weights_dir: str | None, devi
         replace = sys.stdin.isatty() and click.confirm(f"Replace the faces in {folder} with {out.name}?", default=True)
     if replace:
         n, trash = replace_with_enhanced(folder, *trash_place(folder, workspace))
-        click.echo(f"Replaced {n} faces in {folder}" + (f"; the originals are in {trash}" if trash else ""))
+        click.echo(f"Replaced {plural(n, 'face')} in {folder}" + (f"; the originals are in {trash}" if trash else ""))
     if summary.failed:
         sys.exit(1)

@@ -13,6 +13,7 @@ from dfl.cli import cli
 from dfl.cli.options import side_argument, workspace_option
 from dfl.errors import DflError
 from dfl.imageops.synthetic_label import video_metadata
+from dfl.text import plural
 from dfl.workspace import Workspace, list_frames, list_images
 
 
@@ -32,14 +33,15 @@ def _rate(fps: float) -> str:
 @workspace_option
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--models", is_flag=True, help="Also move the models in model/ to trash/ (never deleted).")
-@click.option("--videos", is_flag=True, help="Also move the data_src.* and data_dst.* videos to trash/.")
+@click.option("--videos", is_flag=True, help="Also move the data_src.* and data_dst.* videos, and their cuts "
+                                             "(data_dst_cut.mp4 ...), to trash/.")
 def clear_command(workspace: Workspace, yes: bool, models: bool, videos: bool) -> None:
     """Step 1: clear workspace.
 
     Deletes what the steps generated and can generate again: the numbered frames in data_src/ and
     data_dst/, aligned_debug/, merged/ and merged_mask/.  Moves the faces (aligned/), result.mp4 and
-    result_mask.mp4 to trash/<date_time>/; models stay unless --models, videos unless --videos (both then
-    go to trash/ too).  Other files are left alone.  Refuses a folder that is not a dfl workspace.
+    result_mask.mp4 to trash/<date_time>/; models stay unless --models, videos (data_src.*, data_dst.* and
+    their cuts data_*_cut.*) unless --videos (both then go to trash/ too).  Other files are left alone.  Refuses a folder that is not a dfl workspace.
     """
     plan = clearing.clear_targets(workspace, models=models, videos=videos)
     if not plan:
@@ -97,7 +99,8 @@ def extract_frames_command(side: str, workspace: Workspace, input_path: Path | N
     short = vid.missing_frames(info, n, fps)
     if short:
         click.echo(f"Warning: {short}", err=True)
-    click.echo(f"extract-frames {side}: {n} frames ({fmt}, {_rate(fps)}, {info.width}x{info.height}) -> {out}")
+    click.echo(f"extract-frames {side}: {plural(n, 'frame')} ({fmt}, {_rate(fps)}, {info.width}x{info.height}) "
+               f"-> {out}")
 
 
 @cli.command("cut-video")
@@ -122,6 +125,8 @@ def cut_video_command(target: str, workspace: Workspace, start: str | None, end:
     video = workspace.require_video(target) if target in ("src", "dst") else Path(target)  # type: ignore[arg-type]
     written = vid.cut_video(video, output, start=start, end=end, audio_track=audio_track, bitrate=bitrate,
                             codec=codec, protect=workspace.input_videos())
+    if written.parent == workspace.root:
+        workspace.mark()   # a cut is dfl's video: ``dfl clear --videos`` may move it to the trash
     info = vid.probe(written)
     click.echo(f"cut-video: {Path(video).name} [{start or 'start'} .. {end or 'end'}] -> {written} "
                f"({info.duration or 0:.3f} s)")
@@ -142,7 +147,7 @@ def denoise_frames_command(side: str, workspace: Workspace, folder: Path | None,
     """
     folder = folder if folder is not None else workspace.frames_dir(side)  # type: ignore[arg-type]
     n = vid.denoise_frames(folder, factor, desc=f"Denoising {folder.name}")
-    click.echo(f"denoise-frames {side}: {n} frames denoised (factor {factor}) in {folder}")
+    click.echo(f"denoise-frames {side}: {plural(n, 'frame')} denoised (factor {factor}) in {folder}")
 
 
 def _repeated(bad: list[Path]) -> str:
@@ -150,7 +155,7 @@ def _repeated(bad: list[Path]) -> str:
     if not bad:
         return ""
     names = ", ".join(p.name for p in bad[:5]) + (", ..." if len(bad) > 5 else "")
-    return f" ({len(bad)} unreadable frame(s) replaced by a neighbouring frame: {names})"
+    return f" ({plural(len(bad), 'unreadable frame')} replaced by a neighbouring frame: {names})"
 
 
 @cli.command("video")
@@ -158,15 +163,19 @@ def _repeated(bad: list[Path]) -> str:
 @click.option("--input", "-i", "frames_dir", type=click.Path(path_type=Path), default=None,
               help="Merged frames folder (default data_dst/merged/).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
-              help="Output video (default result.mp4).")
+              help="Output video (default result.mp4); the mask video goes beside it as <name>_mask.<ext>.")
 @click.option("--reference", type=click.Path(path_type=Path), default=None,
               help="Video giving the frame rate and audio (default data_dst.*).")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Frame rate; default that of the reference video.")
 @click.option("--bitrate", type=click.FloatRange(min=0.1), default=vid.DEFAULT_BITRATE_MBPS, show_default=True,
               help="Video bitrate in Mbit/s (ignored with --lossless).")
-@click.option("--lossless", is_flag=True, help="Lossless encoding (large files), e.g. for further editing.")
-@click.option("--codec", default="libx264", show_default=True, help="ffmpeg video encoder (libx264, libx265, ...).")
+@click.option("--lossless", is_flag=True,
+              help="Lossless encoding that decodes to exactly the merged frames (large files), e.g. for further "
+                   "editing: RGB H.264 with libx264 (plays in VLC, mpv and ffmpeg-based editors, not in QuickTime), "
+                   "RGB with libx265 / libvpx-vp9 / ffv1.")
+@click.option("--codec", default="libx264", show_default=True,
+              help="ffmpeg video encoder (libx264, libx265, ...); H.265 in mp4 is tagged hvc1 so Apple players open it.")
 @click.option("--audio/--no-audio", default=True, show_default=True, help="Copy the reference's audio track.")
 @click.option("--mask/--no-mask", default=True, show_default=True,
               help="Also write result_mask.mp4 from data_dst/merged_mask/ when it holds frames.")
@@ -181,7 +190,7 @@ def video_command(workspace: Workspace, frames_dir: Path | None, output: Path | 
     """Step 8: merged to mp4.
 
     Encodes data_dst/merged/ into result.mp4 at the frame rate of data_dst.*, with its audio, and
-    data_dst/merged_mask/ into result_mask.mp4 when that folder holds frames.  A merged frame that cannot
+    data_dst/merged_mask/ into result_mask.mp4 (beside --output when given) when that folder holds frames.  A merged frame that cannot
     be read stops it with an error naming the frame (see --repeat-bad-frames); it never writes over the
     workspace's data_src/data_dst videos.
     """
@@ -201,8 +210,9 @@ def video_command(workspace: Workspace, frames_dir: Path | None, output: Path | 
     metadata = video_metadata() if label else None
     protect = [*workspace.input_videos(), ref]
     vid.refuse_to_overwrite(output, protect)
+    mask_output = vid.mask_output_path(output)   # beside the chosen output: -o never touches result_mask.mp4
     if mask and frames_dir == workspace.merged_dir:
-        vid.refuse_to_overwrite(workspace.result_mask, protect)
+        vid.refuse_to_overwrite(mask_output, protect)
     bad: list[Path] = []
     on_bad = (lambda path, problem: bad.append(path)) if repeat_bad_frames else None
     n = vid.frames_to_video(frames_dir, output, fps=rate, audio_from=ref if audio else None, bitrate=bitrate,
@@ -211,13 +221,13 @@ def video_command(workspace: Workspace, frames_dir: Path | None, output: Path | 
     out_info = vid.probe(output)
     expected = info.estimated_frames if ref is not None else None
     if expected is not None and abs(n - expected) > 1:
-        click.echo(f"video: note: {n} merged frames but {ref.name} has about {expected}; the result is "
+        click.echo(f"video: note: {plural(n, 'merged frame')} but {ref.name} has about {expected}; the result is "
                    f"{'shorter' if n < expected else 'longer'} than it", err=True)
-    click.echo(f"video: {n} frames{_repeated(bad)} at {float(out_info.fps):g} fps"
+    click.echo(f"video: {plural(n, 'frame')}{_repeated(bad)} at {float(out_info.fps):g} fps"
                f"{' with audio' if out_info.has_audio else ''}{' (lossless)' if lossless else ''} -> {output}")
     if mask and frames_dir == workspace.merged_dir and list_images(workspace.merged_mask_dir):
         bad.clear()
-        n_mask = vid.frames_to_video(workspace.merged_mask_dir, workspace.result_mask, fps=rate, bitrate=bitrate,
-                                     codec=codec, lossless=lossless, desc=f"Writing {workspace.result_mask.name}",
+        n_mask = vid.frames_to_video(workspace.merged_mask_dir, mask_output, fps=rate, bitrate=bitrate,
+                                     codec=codec, lossless=lossless, desc=f"Writing {mask_output.name}",
                                      metadata=metadata, protect=protect, on_bad_frame=on_bad)
-        click.echo(f"video: {n_mask} mask frames{_repeated(bad)} -> {workspace.result_mask}")
+        click.echo(f"video: {plural(n_mask, 'mask frame')}{_repeated(bad)} -> {mask_output}")

@@ -8,6 +8,7 @@ import click
 
 from dfl.cli.options import workspace_option
 from dfl.cli.train import model_group
+from dfl.text import plural
 from dfl.workspace import Workspace
 
 
@@ -30,7 +31,7 @@ def model_import(workspace: Workspace, path: Path, name: str | None, new_name: s
         found = scan(path)
         for model in found:
             click.echo(describe(model))
-        click.echo(f"{len(found)} model(s) in {path}" if found else f"{path}: no DFL models here")
+        click.echo(f"{plural(len(found), 'model')} in {path}" if found else f"{path}: no DFL models here")
         return
     result = import_model(path, workspace.model_dir, name=name, new_name=new_name)
     o, src = result.options, result.source

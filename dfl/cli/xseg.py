@@ -15,6 +15,7 @@ import click
 from dfl.cli import cli
 from dfl.cli.options import faceset_path, trash_place, workspace_option
 from dfl.errors import DflError
+from dfl.text import plural
 from dfl.workspace import Workspace
 from dfl.xseg.predictor import XSEG_FACE_TYPES, MaskPredictor
 
@@ -116,10 +117,10 @@ def _remove(target: str, workspace: Workspace, what: str, yes: bool) -> None:
     folder = _folder(target, workspace)
     found = find_stored(folder, what)
     if found and not yes:
-        question = (f"Remove the XSeg {what} of {len(found)} faces in {folder}? (their metadata is saved to the "
+        question = (f"Remove the XSeg {what} of {plural(len(found), 'face')} in {folder}? (the metadata is saved to the "
                     "trash first)")
         if not sys.stdin.isatty():
-            raise DflError(f"{folder}: would remove the XSeg {what} of {len(found)} faces; pass --yes to confirm "
+            raise DflError(f"{folder}: would remove the XSeg {what} of {plural(len(found), 'face')}; pass --yes to confirm "
                            "without a prompt")
         if not click.confirm(question, default=True):
             click.echo("xseg remove: nothing changed")

@@ -28,10 +28,16 @@ DLIB_CNN_FILES = ("mmod_human_face_detector.dat",)
 def weights_dir(option: str | os.PathLike | None = None) -> Path:
     """The weights folder: the ``--weights-dir`` option, else ``$DFL_WEIGHTS``, else ``~/.dfl/weights``.
 
-    The folder need not exist; a backend asking for a file in it reports what is missing.
+    A folder given with ``--weights-dir`` must exist (a typo there would otherwise quietly fall back to
+    the built-in backends, or report a missing file in a folder the user never meant); the environment's
+    and the default folder need not, and a backend asking for a file in them reports what is missing.
     """
     if option:
-        return Path(option).expanduser()
+        folder = Path(option).expanduser()
+        if not folder.is_dir():
+            problem = "is a file, not a folder" if folder.exists() else "no such folder"
+            raise DflError(f"{folder}: --weights-dir {problem}; give the folder that holds the weights files")
+        return folder
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env).expanduser()

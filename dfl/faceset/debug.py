@@ -22,6 +22,7 @@ from dfl.faces.align import FaceType, draw_landmarks, draw_rect_landmarks
 from dfl.faceset.io import read_face
 from dfl.faceset.parallel import map_faces
 from dfl.faceset.source import Face, load_faces
+from dfl.text import plural
 
 DEBUG_JPEG_QUALITY = 50           # DFL's (and the extractor's) debug image quality
 
@@ -33,8 +34,9 @@ class DebugSummary:
     faces_alone: int = 0
 
     def line(self) -> str:
-        alone = f", {self.faces_alone} faces drawn on themselves (frame not found)" if self.faces_alone else ""
-        return f"debug: {self.frames} frames with their faces drawn{alone} -> {self.output}"
+        alone = (f", {plural(self.faces_alone, 'face')} drawn on {'itself' if self.faces_alone == 1 else 'themselves'} "
+                 "(frame not found)" if self.faces_alone else "")
+        return f"debug: {plural(self.frames, 'frame')} with their faces drawn{alone} -> {self.output}"
 
 
 def _write_jpeg(path: Path, img: np.ndarray) -> None:

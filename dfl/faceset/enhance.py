@@ -22,6 +22,8 @@ from dfl.atomic import atomic_write_bytes
 from dfl.errors import DflError
 from dfl.faceset.container import ContainerError, read_meta, write_meta
 from dfl.faceset.io import list_faces, read_record
+from dfl.progress import progress_bar
+from dfl.text import plural
 from dfl.trash import move_to_trash
 
 JPEG_QUALITY = 100    # DFL writes enhanced faces at quality 100
@@ -39,7 +41,7 @@ class EnhanceSummary:
 
     def line(self, out_dir: Path) -> str:
         bad = f", {len(self.failed)} unreadable" if self.failed else ""
-        return f"Enhanced {self.enhanced} faces, {self.skipped} already done{bad} -> {out_dir}"
+        return f"Enhanced {plural(self.enhanced, 'face')}, {self.skipped} already done{bad} -> {out_dir}"
 
 
 def enhanced_dir(folder: Path) -> Path:
@@ -78,7 +80,7 @@ def enhance_faceset(folder: Path, enhancer: Enhancer, out_dir: Path | None = Non
         raise DflError(f"{folder}: no faces to enhance")
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = EnhanceSummary(failed=[])
-    for path in tqdm(faces, desc="Enhancing", unit="face", disable=not progress, dynamic_ncols=True):
+    for path in progress_bar(faces, desc="Enhancing", unit="face", progress=progress):
         target = out_dir / path.name
         if target.is_file():
             summary.skipped += 1

@@ -25,6 +25,7 @@ from dfl.faceset.record import FaceRecord
 from dfl.faceset.safe_pickle import dfl_dumps, safe_loads
 from dfl.faceset.trash import move_to_trash
 from dfl.faceset.parallel import bar
+from dfl.text import plural
 
 META_NAME = "meta.dat"
 RESTORED_JPEG_QUALITY = 100                  # DFL re-encodes edited faces at 100
@@ -36,7 +37,7 @@ class SaveSummary:
     faces: int
 
     def line(self) -> str:
-        return (f"metadata save: {self.faces} faces -> {self.path}; edit the images (keep their names), "
+        return (f"metadata save: {plural(self.faces, 'face')} -> {self.path}; edit the images (keep their names), "
                 f"then run  dfl faceset metadata restore")
 
 
@@ -74,13 +75,13 @@ class RestoreSummary:
         if self.resized:
             extra.append(f"{self.resized} resized back")
         if self.from_png:
-            extra.append(f"{self.from_png} PNGs turned into faceset JPEGs")
+            extra.append(f"{plural(self.from_png, 'PNG')} turned into faceset JPEGs")
         if self.without_metadata:
-            extra.append(f"{len(self.without_metadata)} images not in meta.dat left as they are")
+            extra.append(f"{plural(len(self.without_metadata), 'image')} not in meta.dat left as they are")
         if self.missing:
-            extra.append(f"{self.missing} saved faces have no image")
+            extra.append(f"{plural(self.missing, 'saved face')} {'has' if self.missing == 1 else 'have'} no image")
         tail = f" ({'; '.join(extra)})" if extra else ""
-        return f"metadata restore: {self.restored} faces in {self.folder}{tail}"
+        return f"metadata restore: {plural(self.restored, 'face')} in {self.folder}{tail}"
 
 
 def load_saved(path: Path) -> dict[str, tuple[tuple[int, int, int], dict]]:

@@ -22,6 +22,7 @@ from dfl.faceset.pakfile import PAK_NAME, read_index, sample_config, write_pak
 from dfl.faceset.safe_pickle import safe_loads
 from dfl.faceset.trash import free_name, move_to_trash, rename_no_clobber, trash_dir
 from dfl.faceset.parallel import bar
+from dfl.text import plural
 
 
 @dataclass
@@ -35,7 +36,7 @@ class PackSummary:
 
     def line(self) -> str:
         moved = f"; the loose faces moved to {trash_dir(self.folder)}" if self.trashed else "; loose faces kept"
-        return f"pack: {self.faces} faces -> {self.pak} ({self.bytes / 1e6:.1f} MB){moved}"
+        return f"pack: {plural(self.faces, 'face')} -> {self.pak} ({self.bytes / 1e6:.1f} MB){moved}"
 
 
 def pack_faceset(folder: str | os.PathLike, trash_loose: bool = True, overwrite: bool = False,
@@ -92,8 +93,9 @@ class UnpackSummary:
     already: int = 0
 
     def line(self) -> str:
-        same = f" ({self.already} were already there, identical)" if self.already else ""
-        return (f"unpack: {self.faces} faces -> {self.folder}{same}; faceset.pak moved to "
+        were = "was" if self.already == 1 else "were"
+        same = f" ({self.already} {were} already there, identical)" if self.already else ""
+        return (f"unpack: {plural(self.faces, 'face')} -> {self.folder}{same}; faceset.pak moved to "
                 f"{trash_dir(self.folder)}")
 
 

@@ -13,6 +13,8 @@ from typing import Callable, Iterable, TypeVar
 
 from tqdm import tqdm
 
+from dfl.progress import progress_bar
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -29,8 +31,7 @@ def _cores() -> int:
 def bar(iterable: Iterable | None = None, *, desc: str, progress: bool = True, unit: str = "face",
         total: int | None = None, leave: bool = True) -> tqdm:
     """A tqdm bar with a rate; ``leave=False`` for checking passes, whose bar would linger above an error."""
-    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=None if progress else True, leave=leave,
-                dynamic_ncols=True)
+    return progress_bar(iterable, total=total, desc=desc, unit=unit, progress=None if progress else False, leave=leave)
 
 
 def map_faces(fn: Callable[[T], R], items: Iterable[T], desc: str, progress: bool = True,

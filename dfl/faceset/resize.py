@@ -29,6 +29,7 @@ from dfl.faceset.parallel import map_faces
 from dfl.faceset.record import FaceRecord
 from dfl.faceset.source import Face, load_faces
 from dfl.faceset.trash import free_name, rename_no_clobber, trash_dir
+from dfl.text import plural
 
 FRAME_INTERPOLATION = cv2.INTER_LINEAR     # as the extractor cuts faces (see dfl.extract.INTERPOLATIONS)
 # DFL's choices ('same' keeps each face's type), by DFL's short names and full names
@@ -60,7 +61,7 @@ class ResizeSummary:
         frames = f" ({self.from_frames} cut again from their frames)" if self.from_frames else ""
         where = (f"in {self.folder} (originals in {trash_dir(self.folder)})" if self.merged
                  else f"in {self.output}")
-        return f"resize: {self.faces} faces to {what}{frames} {where}; {rate:.1f} faces/s"
+        return f"resize: {plural(self.faces, 'face')} to {what}{frames} {where}; {rate:.1f} faces/s"
 
 
 def _affine3(mat: np.ndarray) -> np.ndarray:

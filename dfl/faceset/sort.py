@@ -30,6 +30,7 @@ from dfl.faceset.parallel import map_faces
 from dfl.faceset.source import Face, load_faces
 from dfl.faceset.trash import move_to_trash, rename_all, trash_dir
 from dfl.imageops.sharpness import cpbd
+from dfl.text import plural
 
 
 @dataclass
@@ -51,7 +52,7 @@ class SortSummary:
     def line(self) -> str:
         trash = f", {self.trashed} moved to {trash_dir(self.folder)}" if self.trashed else ""
         rate = (self.kept + self.trashed) / self.seconds if self.seconds > 0 else 0.0
-        return (f"sort by {self.method}: {self.kept} faces renamed in the new order in {self.folder}{trash}; "
+        return (f"sort by {self.method}: {plural(self.kept, 'face')} renamed in the new order in {self.folder}{trash}; "
                 f"{rate:.1f} faces/s")
 
 
@@ -237,7 +238,9 @@ class RecoverSummary:
     unchanged: int = 0
 
     def line(self) -> str:
-        return f"recover-names: {self.renamed} faces renamed, {self.unchanged} already had their name, in {self.folder}"
+        their = "its" if self.unchanged == 1 else "their"
+        return (f"recover-names: {plural(self.renamed, 'face')} renamed, {self.unchanged} already had {their} name, "
+                f"in {self.folder}")
 
 
 def recover_names(folder: str | os.PathLike, progress: bool = True) -> RecoverSummary:

@@ -20,6 +20,7 @@ from dfl.faceset.io import read_face, read_record, write_record
 from dfl.faceset.parallel import bar
 from dfl.faceset.record import FaceRecord
 from dfl.faceset.trash import move_to_trash, trash_dir
+from dfl.text import plural
 from dfl.ui import EventUI, OpenCVWindow, require_display
 from dfl.xseg.draw import render
 from dfl.xseg.editor import Nav, Result, View, XSegEditor
@@ -51,8 +52,8 @@ class EditSummary:
     def line(self) -> str:
         extra = f", {self.trashed} moved to the trash" if self.trashed else ""
         bad = f", {len(self.unreadable)} unreadable skipped" if self.unreadable else ""
-        return (f"xseg edit: {self.faces} faces, {self.labelled} labelled; labels saved for {self.saved} "
-                f"faces{extra}{bad}")
+        return (f"xseg edit: {plural(self.faces, 'face')}, {self.labelled} labelled; labels saved for "
+                f"{plural(self.saved, 'face')}{extra}{bad}")
 
 
 def _read_labels(paths: list[Path], report: Callable[[str], None],

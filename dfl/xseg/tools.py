@@ -23,6 +23,7 @@ from dfl.faceset.pakfile import PAK_NAME
 from dfl.faceset.parallel import bar
 from dfl.faceset.safe_pickle import dfl_dumps
 from dfl.faceset.trash import move_to_trash, rename_no_clobber
+from dfl.text import plural
 from dfl.trash import new_trash_folder
 from dfl.xseg.predictor import MaskPredictor, face_masks
 
@@ -53,7 +54,8 @@ class ApplySummary:
 
     def line(self) -> str:
         again = f" ({self.resumed} done before the interruption)" if self.resumed else ""
-        return f"xseg apply: {self.applied} of {self.faces} faces in {self.folder} masked by {self.model}{again}"
+        return (f"xseg apply: {self.applied} of {plural(self.faces, 'face')} in {self.folder} masked by "
+                f"{self.model}{again}")
 
 
 def _load_state(path: Path, key: str) -> dict[str, list[int]]:
@@ -133,7 +135,7 @@ class RemoveSummary:
     def line(self) -> str:
         if not self.removed:
             return f"xseg remove: no face in {self.folder} has XSeg {self.what}"
-        return (f"xseg remove: XSeg {self.what} removed from {self.removed} faces in {self.folder}; they are "
+        return (f"xseg remove: XSeg {self.what} removed from {plural(self.removed, 'face')} in {self.folder}; they are "
                 f"saved in {self.backup} (to put them back: move it into {self.folder} and run "
                 f"dfl faceset metadata restore)")
 
@@ -187,11 +189,11 @@ class FetchSummary:
 
     def line(self) -> str:
         verb = "moved" if self.moved else "copied"
-        parts = [f"xseg fetch: {self.labelled} labelled faces, {self.written} {verb} to {self.out}"]
+        parts = [f"xseg fetch: {plural(self.labelled, 'labelled face')}, {self.written} {verb} to {self.out}"]
         if self.present:
             parts.append(f"{self.present} already there")
         if self.replaced:
-            parts.append(f"{self.replaced} older copies moved to {self.out.name}_trash")
+            parts.append(f"{plural(self.replaced, 'older copy')} moved to {self.out.name}_trash")
         return ", ".join(parts)
 
 
