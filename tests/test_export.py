@@ -136,7 +136,7 @@ def test_amp_graph_morph_matches_swap_for_each_value(trained_ws: Path) -> None:
 def test_existing_file_is_kept_unless_forced_then_trashed(trained_ws: Path, tmp_path: Path, dfl_run) -> None:
     out = tmp_path / "mine.dfm"
     out.write_bytes(b"the user's own file")
-    r = dfl_run("model", "export", "tiny", "--model", "SAEHD", "-w", trained_ws, "-o", out, "--no-check")
+    r = dfl_run("model", "export", "--model", "SAEHD", "-w", trained_ws, "-o", out, "--no-check")  # the newest SAEHD
     assert r.code == 1 and r.err.count("\n") == 1 and "already exists" in r.err and "--force" in r.err
     assert out.read_bytes() == b"the user's own file"
     r = dfl_run("model", "export", "tiny", "--model", "SAEHD", "-w", trained_ws, "-o", out, "--force")

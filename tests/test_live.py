@@ -63,8 +63,9 @@ def test_demo_video_swapped_into_a_video_with_every_frame(live_ws: Workspace, df
     before, after = _frames(src), _frames(out)
     assert len(after) == n
     diffs = [np.abs(a.astype(np.int16) - b.astype(np.int16)) for a, b in zip(before, after)]
-    assert all(d.max() > 60 for d in diffs)                      # a face was swapped in every frame
-    assert all((d.max(2) < 12).mean() > 0.2 for d in diffs)      # and the rest is the input's (re-encoded)
+    # a face was swapped in every frame (re-encoding alone moves under 1% of the pixels by more than 25) ...
+    assert all((d.max(2) > 25).mean() > 0.05 for d in diffs)
+    assert all((d.max(2) < 12).mean() > 0.2 for d in diffs)      # ... and the rest is the input's
     assert not [p for p in live_ws.root.iterdir() if p.name.startswith(".live")]
 
 

@@ -45,8 +45,9 @@ def cli() -> None:
     7  dfl merge                  put the learned face into data_dst/merged
     8  dfl video                  data_dst/merged -> result.mp4 with the dst's audio
 
+    \b
     dfl model export NAME         a trained model as a .dfm for DeepFaceLive
-    dfl live --name NAME --source VIDEO|CAMERA   swap a stream frame by frame
+    dfl live --name NAME --source VIDEO|CAMERA   swap a video or camera frame by frame
 
     dfl demo writes a demo workspace (no download needed; --run runs every step on it); dfl faceset info shows faces' metadata.
     Every command works on ./workspace unless --workspace or $DFL_WORKSPACE says otherwise.

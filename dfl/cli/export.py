@@ -14,8 +14,8 @@ from dfl.workspace import Workspace
 
 @model_group.command("export")
 @workspace_option
-@click.argument("name")
-@click.option("--model", "model_type", type=MODEL_CHOICES, help="When several models share the name.")
+@click.argument("name", required=False)
+@click.option("--model", "model_type", type=MODEL_CHOICES, help="Model type (when several share the name, or without NAME).")
 @click.option("--format", "fmt", type=click.Choice(["dfm"]), default="dfm", show_default=True,
               help="dfm: DeepFaceLive's ONNX model (also read by FaceFusion and by `dfl live --dfm`).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
@@ -23,9 +23,9 @@ from dfl.workspace import Workspace
 @click.option("--force", is_flag=True, help="Replace an existing file without asking (it goes to the trash).")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Compare onnxruntime with the PyTorch model on dst faces before writing (max difference printed).")
-def model_export(workspace: Workspace, name: str, model_type: str | None, fmt: str, output: Path | None,
+def model_export(workspace: Workspace, name: str | None, model_type: str | None, fmt: str, output: Path | None,
                  force: bool, check: bool) -> None:
-    """Export model NAME as a .dfm for DeepFaceLive (SAEHD, AMP, Quick96).
+    """Export model NAME (default: the most recently saved) as a .dfm for DeepFaceLive (SAEHD, AMP, Quick96).
 
     The file is DFL's own export layout: input in_face:0 (NHWC float32 BGR in [0, 1]; AMP also
     morph_value:0), outputs out_face_mask:0, out_celeb_face:0, out_celeb_face_mask:0, opset 12.  Needs

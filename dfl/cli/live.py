@@ -21,7 +21,7 @@ FACE_TYPES = ("h", "mf", "f", "wf", "head", "half_face", "midfull_face", "full_f
 
 @cli.command("live")
 @workspace_option
-@click.option("--name", help="Model to swap with (model/<name>_<Model>/).")
+@click.option("--name", help="Model to swap with (model/<name>_<Model>/); default: the most recently saved.")
 @click.option("--model", "model_type", type=MODEL_CHOICES, help="When several models share the name.")
 @click.option("--source", required=True, help="A video file, or a camera index (0, 1, ...).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
@@ -57,9 +57,8 @@ FACE_TYPES = ("h", "mf", "f", "wf", "head", "half_face", "midfull_face", "full_f
               help="Faces swapped per frame, largest first; 0 = all.")
 def live_command(workspace: Workspace, name: str | None, model_type: str | None, source: str, output: Path | None,
                  force: bool, max_frames: int, window: bool | None, engine: str, precision: str, dfm: Path | None,
-                 face_type: str | None,
-                 config_file: Path | None, device: str, detector: str, landmarker: str, weights_dir: str | None,
-                 detect_every: int, min_confidence: float, max_faces: int, **flags) -> None:
+                 face_type: str | None, config_file: Path | None, device: str, detector: str, landmarker: str,
+                 weights_dir: str | None, detect_every: int, min_confidence: float, max_faces: int, **flags) -> None:
     """Swap faces in a video or a camera stream frame by frame with a trained model.
 
     Faces are found and tracked as extract-faces does, swapped, and merged with the settings of
@@ -76,8 +75,6 @@ def live_command(workspace: Workspace, name: str | None, model_type: str | None,
     from dfl.models.options import canonical_model_type
 
     cfg = build_config(config_file, flags)
-    if dfm is None and not name:
-        raise DflError("dfl live: give --name NAME (a trained model) or --dfm FILE")
     model_path = None if dfm is not None else find_trained(
         workspace.model_dir, name, canonical_model_type(model_type) if model_type else None)
     if window is None:
@@ -89,7 +86,7 @@ def live_command(workspace: Workspace, name: str | None, model_type: str | None,
     if not window and output is None:
         click.echo("No window and no --output: the swap runs and only the frames/s are reported.")
     folder = resolve_weights_dir(weights_dir)
-    enhancer = face_enhancer(weights_dir, device, required=True) if cfg.super_resolution_power else None
+    enhancer = face_enhancer(weights_dir, device, required=cfg.super_resolution_power != 0)   # t/g may turn it on
     req = LiveRequest(source=source, cfg=cfg, model_path=model_path, dfm=dfm, engine=engine, precision=precision,
                       face_type=FaceType.from_string(face_type) if face_type else None, device=device,
                       output=output, overwrite=force, trash_root=workspace.trash_dir, trash_base=workspace.root,

@@ -28,15 +28,23 @@ class Trained:
         return int(self.state.get("iteration", 0) or 0)
 
 
-def find_trained(model_dir: Path, name: str, model_type: str | None = None) -> Path:
-    """The folder of the model called ``name`` in ``model_dir`` (of ``model_type`` when given).
+def find_trained(model_dir: Path, name: str | None, model_type: str | None = None) -> Path:
+    """The folder of the model called ``name`` in ``model_dir`` (of ``model_type`` when given); without a
+    name the most recently saved usable one, as DFL's model picker offers first.
 
     A damaged model is refused with what is wrong and how to recover it, except one that only lost its
     state.json: its weights are all an export or a swap needs (loading says what it recovered).
     """
-    info = store.find_model(Path(model_dir), name, model_type)
+    model_dir = Path(model_dir)
+    if name is None:
+        usable = [m for m in store.list_models(model_dir) if not m.damaged and model_type in (None, m.model_type)]
+        if not usable:
+            kind = f"{model_type} " if model_type else ""
+            raise DflError(f"{model_dir}: no usable {kind}model; train one with `dfl train` first")
+        return usable[0].path
+    info = store.find_model(model_dir, name, model_type)
     if info is None:
-        have = ", ".join(f"{m.name} ({m.model_type})" for m in store.list_models(Path(model_dir)))
+        have = ", ".join(f"{m.name} ({m.model_type})" for m in store.list_models(model_dir))
         raise DflError(f"{model_dir}: no model named {name!r}" + (f"; found {have}" if have else
                                                                   "; train one with `dfl train` first"))
     if info.damaged and not info.state_lost:

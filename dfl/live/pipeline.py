@@ -42,7 +42,7 @@ class LiveFrame:
     index: int
     frame: np.ndarray                      # the input, uint8 BGR
     decoded_at: float                      # perf_counter when it left the decoder
-    cfg: MergeConfig | None = None
+    cfg: MergeConfig
     swap: bool = True
     landmarks: list[np.ndarray] = field(default_factory=list)
     jobs: list[FaceJob] = field(default_factory=list)
@@ -98,24 +98,38 @@ class LivePipeline:
         self._queues = [queue.Queue(maxsize=depth) for _ in range(3)]
         self._pool = ThreadPoolExecutor(max_workers=merge_workers, thread_name_prefix="live-merge")
         self._last_landmarks: np.ndarray | None = None
-        stages = [(self._decode, None, self._queues[0]), (self._find_and_align, self._queues[0], self._queues[1]),
-                  (self._swap, self._queues[1], self._queues[2])]
-        self._threads = [threading.Thread(target=self._run, args=s, daemon=True, name=f"live-{s[0].__name__[1:]}")
-                         for s in stages]
+        q = self._queues
+        self._threads = [threading.Thread(target=self._decode, args=(q[0],), daemon=True, name="live-decode"),
+                         threading.Thread(target=self._relay, args=(self._find_and_align, q[0], q[1]), daemon=True,
+                                          name="live-faces"),
+                         threading.Thread(target=self._relay, args=(self._swap, q[1], q[2]), daemon=True,
+                                          name="live-swap")]
         self._started = False
 
     # -- the stages -----------------------------------------------------------------------------
-    def _decode(self, _item: object) -> object:
-        with self.times("decode"):
-            frame = self.source.read()
-        return _END if frame is None else frame
+    def _decode(self, outq: queue.Queue) -> None:
+        """Frames from the source, stamped with the settings of the moment; the end marker after the last."""
+        index = 0
+        try:
+            while not self._stop.is_set():
+                with self.times("decode"):
+                    frame = self.source.read()
+                if frame is None:
+                    break
+                item = LiveFrame(index, frame, time.perf_counter(), self.cfg, self.swap)
+                self._put(outq, item, may_drop=self.drop_late)
+                index += 1
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            self._put(outq, _Failed(exc))
+            return
+        self._put(outq, _END)
 
     def _find_and_align(self, item: LiveFrame) -> LiveFrame:
         faces = self.tracker.step(item.frame)
         item.landmarks = [np.asarray(lm, np.float64) for lm in faces.landmarks]
         self.faces += len(item.landmarks)
         cfg = item.cfg
-        if not item.swap or not item.landmarks or cfg is None:
+        if not item.swap or not item.landmarks:
             self._last_landmarks = item.landmarks[0] if len(item.landmarks) == 1 else None
             return item
         with self.times("align"):
@@ -138,7 +152,6 @@ class LivePipeline:
             item.output = item.frame
             return item
         cfg = item.cfg
-        assert cfg is not None
         with self.times("merge"):
             results = [blend_face(item.frame, job, (preds[0][k], preds[1][k], preds[2][k]), cfg,
                                   self.predictor.face_type, None, None, self.enhancer)
@@ -173,19 +186,10 @@ class LivePipeline:
                 continue
         return _END
 
-    def _run(self, work: Any, inq: queue.Queue | None, outq: queue.Queue) -> None:
+    def _relay(self, work: Any, inq: queue.Queue, outq: queue.Queue) -> None:
         """One stage: take, work, pass on; the end marker and failures travel downstream."""
-        index = 0
         try:
             while not self._stop.is_set():
-                if inq is None:         # the decoder makes the frames
-                    frame = work(None)
-                    if frame is _END:
-                        break
-                    item: object = LiveFrame(index, frame, time.perf_counter(), self.cfg, self.swap)
-                    index += 1
-                    self._put(outq, item, may_drop=self.drop_late)
-                    continue
                 item = self._get(inq)
                 if item is _END or isinstance(item, _Failed):
                     self._put(outq, item)
@@ -193,8 +197,6 @@ class LivePipeline:
                 self._put(outq, work(item))
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
             self._put(outq, _Failed(exc))
-            return
-        self._put(outq, _END)
 
     def __iter__(self) -> Iterator[LiveFrame]:
         if not self._started:

@@ -97,14 +97,17 @@ def _text(img: np.ndarray, lines: list[str], org: tuple[int, int], scale: float)
         cv2.putText(img, line, (x0 + 5, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
-def draw_overlay(frame: np.ndarray, controls: LiveControls, fps: float, faces: int) -> np.ndarray:
-    """A copy of ``frame`` with the achieved frames/s, the face count and the settings (or the help)."""
+def draw_overlay(frame: np.ndarray, controls: LiveControls, fps: float, faces: int, latency_ms: float = 0.0
+                 ) -> np.ndarray:
+    """A copy of ``frame`` with the achieved frames/s, the latency (decoded to shown), the face count and the
+    settings (or the help)."""
     img = np.ascontiguousarray(frame).copy()
     scale = max(0.4, min(1.0, img.shape[0] / 1440))
     if controls.show_help:
         _text(img, HELP_LINES, (8, 8), scale)
         return img
-    head = f"{fps:5.1f} frames/s   faces {faces}   " + ("swap on" if controls.swap else "swap OFF") + "   Tab: keys"
+    head = (f"{fps:5.1f} frames/s   latency {latency_ms:4.0f} ms   faces {faces}   "
+            + ("swap on" if controls.swap else "swap OFF") + "   Tab: keys")
     lines = [head] + controls.cfg.summary().splitlines()[:3] + ([controls.message] if controls.message else [])
     _text(img, lines, (8, 8), scale)
     return img
