@@ -13,23 +13,21 @@ interrupted session keeps every face accepted so far.  A face accepted for a fra
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable
 
-import cv2
 import numpy as np
 
 from dfl.errors import DflError
 from dfl.extract import ExtractOptions, FrameFaces, read_frame, write_frame_faces
 from dfl.faces.align import FaceType
 from dfl.faces.backends import Landmarker
-from dfl.faces.manual import Event, FaceMark, KeyEvent, ManualEditor, MouseEvent
+from dfl.faces.manual import FaceMark, ManualEditor
 from dfl.faces.manual_draw import render, view_image
 from dfl.faceset.io import FACE_EXTENSIONS, inspect_face, list_faces, read_record
 from dfl.faceset.trash import move_to_trash
+from dfl.ui import EventUI, OpenCVWindow, require_display
 from dfl.workspace import list_images
 
 MODES = ("manual", "fix", "missing")
@@ -105,55 +103,11 @@ def find_landmarks(landmarker: Landmarker, frame: np.ndarray, rect: tuple[int, i
 
 
 # -- UI --------------------------------------------------------------------------------------------------
-class ManualUI(Protocol):
-    def show(self, image: np.ndarray) -> None: ...
-    def events(self) -> list[Event] | None: ...     # None: the window was closed
-    def close(self) -> None: ...
+ManualUI = EventUI            # show(image), events() -> list | None (closed), close()
 
 
-class OpenCVManualWindow:
-    """The real window: mouse events from OpenCV's callback, keys from ``waitKeyEx``."""
-
-    name = "dfl manual extract"
-    _MOUSE = {cv2.EVENT_MOUSEMOVE: "move", cv2.EVENT_LBUTTONDOWN: "left", cv2.EVENT_RBUTTONDOWN: "right",
-              cv2.EVENT_MOUSEWHEEL: "wheel"}
-
-    def __init__(self) -> None:
-        self._queue: list[Event] = []
-        cv2.namedWindow(self.name, cv2.WINDOW_AUTOSIZE)
-        cv2.setMouseCallback(self.name, self._on_mouse)
-
-    def _on_mouse(self, event: int, x: int, y: int, flags: int, _param: object) -> None:
-        kind = self._MOUSE.get(event)
-        if kind is not None:
-            delta = cv2.getMouseWheelDelta(flags) if kind == "wheel" else 0
-            self._queue.append(MouseEvent(kind, float(x), float(y), int(delta)))
-
-    def show(self, image: np.ndarray) -> None:
-        cv2.imshow(self.name, image)
-
-    def events(self) -> list[Event] | None:
-        k = cv2.waitKeyEx(15)
-        if cv2.getWindowProperty(self.name, cv2.WND_PROP_VISIBLE) < 1:
-            return None
-        out, self._queue = self._queue, []
-        c = k & 0xFF
-        if k >= 0 and (c in (10, 13) or 32 <= c < 127):
-            out.append(KeyEvent("\r" if c in (10, 13) else chr(c)))
-        return out
-
-    def close(self) -> None:
-        cv2.destroyWindow(self.name)
-
-
-def display_available() -> tuple[bool, str]:
-    """Whether an OpenCV window can open here, and why not."""
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return False, "no display (DISPLAY is not set)"
-    gui = [ln for ln in cv2.getBuildInformation().splitlines() if ln.strip().startswith("GUI:")]
-    if gui and "NONE" in gui[0].upper():
-        return False, "this OpenCV build has no GUI support"
-    return True, ""
+def _open_window() -> EventUI:
+    return OpenCVWindow("dfl manual extract")
 
 
 # -- the session ---------------------------------------------------------------------------------------
@@ -233,7 +187,7 @@ def manual_extract(frames: list[Path], aligned_dir: Path, landmarker: Landmarker
     editor = ManualEditor(len(frames), window_size=window_size)
     face_type, size = FaceType(opts.face_type), opts.image_size
     own_ui = ui is None
-    ui = ui or OpenCVManualWindow()
+    ui = ui or _open_window()
     view = None
 
     def show_frame() -> bool:
@@ -293,9 +247,7 @@ def run_manual(mode: str, frames_dir: Path, aligned_dir: Path, debug_dir: Path, 
     so a fixed frame's debug image is back)."""
     frames = select_frames(mode, Path(frames_dir), Path(aligned_dir), Path(debug_dir))
     if frames and ui is None:
-        ok, why = display_available()
-        if not ok:
-            raise DflError(f"manual extraction needs a window: {why}")
+        require_display("manual extraction")
     write_debug = opts.output_debug or mode == "fix"
     return manual_extract(frames, aligned_dir, landmarker, opts, Path(debug_dir) if write_debug else None, ui,
                           window_size)

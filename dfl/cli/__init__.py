@@ -19,7 +19,7 @@ from dfl import __version__
 from dfl.errors import DflError
 
 # Modules that add commands to ``cli``; each is imported if present so areas land independently.
-COMMAND_MODULES = ("frames", "demo", "extract", "faceset", "train", "merge", "interop", "export", "live")
+COMMAND_MODULES = ("frames", "demo", "extract", "faceset", "xseg", "train", "merge", "interop", "export", "live")
 
 
 class DflGroup(click.Group):
@@ -41,6 +41,7 @@ def cli() -> None:
        dfl cut-video / denoise-frames   optional: trim data_dst.mp4, denoise frames
     4  dfl extract-faces src      faces of data_src -> data_src/aligned
     5  dfl extract-faces dst      faces of data_dst -> data_dst/aligned
+       dfl xseg edit|apply ...    optional: XSeg masks (label faces, apply a mask model)
     6  dfl train                  learn the swap (SAEHD, AMP, Quick96)
     7  dfl merge                  put the learned face into data_dst/merged
     8  dfl video                  data_dst/merged -> result.mp4 with the dst's audio

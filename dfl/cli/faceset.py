@@ -13,7 +13,8 @@ import click
 import numpy as np
 
 from dfl.cli import cli
-from dfl.cli.options import workspace_option
+from dfl.cli.options import faceset_path as _resolve
+from dfl.cli.options import trash_place, workspace_option
 from dfl.errors import DflError
 from dfl.faces.align import FaceType
 from dfl.faceset.debug import write_debug_images
@@ -68,18 +69,6 @@ def _describe(info: dict, rec: FaceRecord, name: str) -> str:
     if others:
         lines.append(f"  other keys: {', '.join(others)}")
     return "\n".join(lines)
-
-
-def _resolve(target: str, ws: Workspace) -> Path:
-    path = Path(target)
-    if not path.exists() and target in ("src", "dst"):
-        aligned = ws.aligned_dir(target)  # type: ignore[arg-type]
-        if not aligned.is_dir():
-            raise DflError(f"{aligned}: no such folder (run dfl extract-faces {target} first)")
-        return aligned
-    if not path.exists():
-        raise DflError(f"{path}: no such file or folder")
-    return path
 
 
 @faceset.command("info")
@@ -311,10 +300,7 @@ def enhance_cmd(target: str, workspace: Workspace, weights_dir: str | None, devi
     if replace is None:
         replace = sys.stdin.isatty() and click.confirm(f"Replace the faces in {folder} with {out.name}?", default=True)
     if replace:
-        root = workspace.root.resolve()
-        inside = folder.resolve().is_relative_to(root)
-        base = root if inside else folder.resolve().parent
-        n, trash = replace_with_enhanced(folder, workspace.trash_dir if inside else base / "trash", base)
+        n, trash = replace_with_enhanced(folder, *trash_place(folder, workspace))
         click.echo(f"Replaced {n} faces in {folder}" + (f"; the originals are in {trash}" if trash else ""))
     if summary.failed:
         sys.exit(1)

@@ -11,7 +11,7 @@ DFL's habits (``mainscripts/Extractor.py``, the "Manual pass" window):
 * ``q`` stops (the current face kept if locked, remaining frames left as they are);
 * ``a`` toggles accurate landmarks (a second pass), ``h`` hides the help.
 
-Mouse coordinates arrive in view pixels (the frame scaled to the window); the editor keeps everything in
+Events are :mod:`dfl.ui`'s (the kinds used here: move, left, right, wheel).  Mouse coordinates arrive in view pixels (the frame scaled to the window); the editor keeps everything in
 frame pixels.  The session (``dfl.manual_extract``) feeds events, computes landmarks when asked
 (:attr:`Result.landmarks_needed`), and writes the faces the editor reports done.
 """
@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dfl.faces.align import _MEAN_FACE_3D, _MEAN_FACE_UNIT, _similarity_fit, transform_points
+from dfl.ui import Event, KeyEvent, MouseEvent
+
+__all__ = ["Event", "FaceMark", "KeyEvent", "ManualEditor", "MEAN_FACE_68", "MouseEvent", "Result"]
 
 WINDOW_SIZE = 1368            # DFL's --manual-window-size default: a 16:9 view this wide
 MIN_HALF_SIZE = 5
@@ -48,23 +51,6 @@ def _mean_face_68() -> np.ndarray:
 
 MEAN_FACE_68 = _mean_face_68()
 
-
-@dataclass
-class MouseEvent:
-    """``kind``: move, left, right or wheel (``delta`` > 0 up); ``x, y`` in view pixels."""
-
-    kind: str
-    x: float = 0.0
-    y: float = 0.0
-    delta: int = 0
-
-
-@dataclass
-class KeyEvent:
-    key: str                  # one character; "\r" for Enter
-
-
-Event = MouseEvent | KeyEvent
 
 
 @dataclass

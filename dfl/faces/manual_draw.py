@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import cv2
 import numpy as np
 
 from dfl.faces.align import FaceType, draw_rect_landmarks, transform_points
 from dfl.faces.manual import HELP_LINES, ManualEditor
+from dfl.ui import text_band
 
 LOCKED_COLOR = (255, 255, 0)          # DFL: landmarks cyan when the square is locked, green while it follows
 FREE_COLOR = (0, 255, 0)
@@ -20,16 +19,6 @@ def view_image(frame: np.ndarray, scale: float) -> np.ndarray:
     if scale == 1.0:
         return frame.copy()
     return cv2.resize(frame, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_LINEAR)
-
-
-def _text_lines(img: np.ndarray, lines: Sequence[str], top: int = 4, scale: float = 0.5) -> None:
-    """White text on a darkened band across the top, in place."""
-    step = int(22 * scale / 0.5)
-    band = img[top:min(img.shape[0], top + step * len(lines) + 6)]
-    band[:] = (band.astype(np.uint16) * 2 // 5).astype(np.uint8)
-    for i, line in enumerate(lines):
-        cv2.putText(img, line, (6, top + step * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
-                    cv2.LINE_AA)
 
 
 def render(editor: ManualEditor, view: np.ndarray, face_type: FaceType, face_size: int,
@@ -62,5 +51,5 @@ def render(editor: ManualEditor, view: np.ndarray, face_type: FaceType, face_siz
     state = "square by hand" if editor.by_hand else ("locked" if editor.locked else "following the mouse")
     lines.append(f"{title}  frame {editor.index + 1}/{editor.n_frames}  {state}  "
                  f"accurate {'on' if editor.accurate else 'off'}" + ("" if editor.show_help else "  [h] help"))
-    _text_lines(img, lines)
+    text_band(img, lines)
     return img

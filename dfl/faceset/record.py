@@ -20,6 +20,7 @@ from dfl.faces.align import FaceType
 KNOWN_KEYS = ("face_type", "landmarks", "source_filename", "source_rect", "source_landmarks",
               "image_to_face_mat", "eyebrows_expand_mod", "seg_ie_polys", "xseg_mask")
 XSEG_MASK_MAX_BYTES = 50000   # DFL's cap for the encoded mask, so the APP15 segment always fits
+INCLUDE, EXCLUDE = 1, 0       # DFL's SegIEPolyType: what a label polygon adds to or cuts from the mask
 
 
 @dataclass
@@ -27,7 +28,9 @@ class FaceRecord:
     """One aligned face's metadata, under DFL's key names.
 
     ``seg_ie_polys`` is a list of ``{"type": int (1 include, 0 exclude), "pts": float32 (N, 2)}`` in
-    aligned-face pixels (DFL's serialised polygons); ``xseg_mask`` is decoded to HxW float32 in [0, 1].
+    aligned-face pixels (DFL's serialised polygons), read and written includes first as DFL's reader
+    orders them; ``xseg_mask`` is decoded to HxW float32 in [0, 1] at the size it was stored (256 px
+    when DFL's or dfl's apply wrote it).
     ``extra`` keeps keys this version does not interpret (legacy ``ie_polys`` among them).
     """
 
@@ -112,7 +115,7 @@ class FaceRecord:
         if self.seg_ie_polys:
             d["seg_ie_polys"] = {"polys": [{"type": int(p["type"]),
                                             "pts": np.asarray(p["pts"], np.float32).reshape(-1, 2)}
-                                           for p in self.seg_ie_polys]}
+                                           for p in dfl_poly_order(self.seg_ie_polys)]}
         if self.xseg_mask is not None:
             stored = self._xseg_stored
             if stored is not None and stored[1].shape == np.shape(self.xseg_mask) \
@@ -137,8 +140,16 @@ def _rect(v: Any) -> tuple:
     return tuple(int(x) if float(x).is_integer() else float(x) for x in vals)
 
 
+def dfl_poly_order(polys: list) -> list:
+    """Include polygons first, then exclude polygons, each kind in its own order: the order DFL's reader
+    (``SegIEPolys.load`` sorts) and its editor keep, and so the order in which masks are drawn."""
+    return [p for p in polys if p["type"] == INCLUDE] + [p for p in polys if p["type"] != INCLUDE]
+
+
 def _polys_from_dfl(v: Any) -> list | None:
-    """DFL's ``{'polys': [{'type', 'pts'}]}`` or the older ``[(type, pts), ...]`` -> list of dicts."""
+    """DFL's ``{'polys': [{'type', 'pts'}]}`` or the older ``[(type, pts), ...]`` -> list of dicts, in DFL's
+    reader's order (includes first); a type that is neither include nor exclude is refused, as DFL's
+    reader fails on it."""
     if v is None:
         return None
     if isinstance(v, dict):
@@ -147,7 +158,12 @@ def _polys_from_dfl(v: Any) -> list | None:
         items = [(t, pts) for t, pts in v]
     else:
         raise ValueError(f"seg_ie_polys is a {type(v).__name__}")
-    return [{"type": int(t), "pts": np.array(pts, dtype=np.float32).reshape(-1, 2)} for t, pts in items]
+    polys = []
+    for t, pts in items:
+        if int(t) not in (INCLUDE, EXCLUDE):
+            raise ValueError(f"seg_ie_polys: polygon type {t!r} is neither include (1) nor exclude (0)")
+        polys.append({"type": int(t), "pts": np.array(pts, dtype=np.float32).reshape(-1, 2)})
+    return dfl_poly_order(polys)
 
 
 def _decode_mask(buf: Any) -> np.ndarray:
@@ -161,11 +177,13 @@ def _decode_mask(buf: Any) -> np.ndarray:
 
 
 def encode_mask(mask: np.ndarray) -> np.ndarray:
-    """Encode an [0,1] mask as DFL does: PNG, or the best JPEG within 50 kB when the PNG is larger."""
+    """Encode an [0,1] mask as DFL's ``set_xseg_mask`` does, byte for byte: levels ``mask * 255`` cut to
+    integers (not rounded: a decoded level k/255 comes back as k exactly), as a PNG, or the best JPEG
+    within 50 kB when the PNG is larger.  The mask keeps its own resolution (DFL's apply stores 256 px)."""
     m = np.asarray(mask, np.float32)
     if m.ndim == 3:
         m = m[..., 0]
-    img = np.clip(np.round(m * 255), 0, 255).astype(np.uint8)
+    img = np.clip(m * 255, 0, 255).astype(np.uint8)
     ok, buf = cv2.imencode(".png", img)
     if not ok or len(buf) > XSEG_MASK_MAX_BYTES:
         for q in range(100, -1, -1):
@@ -178,12 +196,17 @@ def encode_mask(mask: np.ndarray) -> np.ndarray:
 
 
 def polygons_mask(record: FaceRecord, shape: tuple[int, int]) -> np.ndarray:
-    """HxW float32 mask from the include/exclude polygons, includes first then excludes (DFL's order)."""
+    """HxW float32 mask of the labels as DFL's ``overlay_mask`` draws it: every include polygon filled
+    with 1, then every exclude polygon with 0, points cut to integer pixels (``astype(int32)``)."""
+    return polys_mask(record.seg_ie_polys or [], shape)
+
+
+def polys_mask(polys: list, shape: tuple[int, int]) -> np.ndarray:
+    """:func:`polygons_mask` for a bare polygon list (``{"type", "pts"}`` dicts)."""
     h, w = int(shape[0]), int(shape[1])
     mask = np.zeros((h, w), np.float32)
-    polys = record.seg_ie_polys or []
-    for p in [p for p in polys if p["type"] == 1] + [p for p in polys if p["type"] != 1]:
+    for p in dfl_poly_order(polys):
         pts = np.asarray(p["pts"]).astype(np.int32)
         if len(pts):
-            cv2.fillPoly(mask, [pts], 1.0 if p["type"] == 1 else 0.0)
+            cv2.fillPoly(mask, [pts], 1.0 if p["type"] == INCLUDE else 0.0)
     return mask
