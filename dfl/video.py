@@ -656,9 +656,13 @@ def frames_to_video(frames: Path | Sequence[Path], output: Path, *, fps: Fractio
 
 def encode_arrays(frames: Iterable[np.ndarray], output: Path, *, fps: Fraction | float, size: tuple[int, int],
                   audio: Path | None = None, crf: int = 18, codec: str = "libx264",
-                  desc: str | None = None, total: int | None = None) -> int:
+                  desc: str | None = None, total: int | None = None, metadata: dict[str, str] | None = None,
+                  preset: str | None = None) -> int:
     """Encode BGR uint8 ``HxWx3`` arrays (all ``size`` = (width, height)) into ``output``, optionally muxing
-    ``audio``'s first audio track.  For generated video (the demo) without writing images first."""
+    ``audio``'s first audio track.  For generated video (the demo, a live swap) without writing images
+    first; ``frames`` is consumed on a thread of its own while ffmpeg encodes.  ``metadata`` becomes
+    container tags (as in :func:`frames_to_video`), ``preset`` the encoder's speed preset (x264's
+    ``veryfast`` keeps up with a live stream); odd sizes are padded by one pixel."""
     output = Path(output).absolute()
     width, height = size
     tmp = _temp_output(output)
@@ -672,13 +676,18 @@ def encode_arrays(frames: Iterable[np.ndarray], output: Path, *, fps: Fraction |
     try:
         video_in = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="bgr24", s=f"{width}x{height}",
                                 framerate=str(Fraction(fps).limit_denominator(1001)))
-        streams = [video_in.video]
+        streams = [video_in.video.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2")]
         kwargs: dict[str, object] = {"c:v": codec, "pix_fmt": "yuv420p", "crf": crf, "movflags": "+faststart"}
+        if preset:
+            kwargs["preset"] = preset
         if audio is not None:
             streams.append(ffmpeg.input(str(audio))["a:0"])
-            kwargs.update({"c:a": "aac", "b:a": "128k"})
+            kwargs.update({"c:a": "aac", "b:a": "128k", "shortest": None})   # a stream stopped early: no silent tail
+        extra: list[str] = []
+        for key, value in (metadata or {}).items():
+            extra += ["-metadata", f"{key}={value}"]
         job = ffmpeg.output(*streams, str(tmp), **kwargs)
-        done = _run(job, total=total, desc=desc, what=output, feed=feed)
+        done = _run(job, total=total, desc=desc, what=output, feed=feed, output=str(tmp), extra_output_args=extra)
         _replace(tmp, output)
         return done
     finally:

@@ -21,7 +21,7 @@ from dfl.errors import DflError
 from dfl.interrupt import exit_code, sigterm_as_interrupt
 
 # Modules that add commands to ``cli``; each is imported if present so areas land independently.
-COMMAND_MODULES = ("frames", "demo", "extract", "faceset", "xseg", "train", "merge", "interop")
+COMMAND_MODULES = ("frames", "demo", "extract", "faceset", "xseg", "train", "merge", "interop", "export", "live")
 
 
 class DflGroup(click.Group):
@@ -47,6 +47,10 @@ def cli() -> None:
     6  dfl train                  learn the swap (SAEHD, AMP, Quick96)
     7  dfl merge                  put the learned face into data_dst/merged
     8  dfl video                  data_dst/merged -> result.mp4 with the dst's audio
+
+    \b
+    dfl model export NAME         a trained model as a .dfm for DeepFaceLive
+    dfl live --name NAME --source VIDEO|CAMERA   swap a video or camera frame by frame
 
     dfl demo writes a demo workspace (no download needed; --run runs every step on it); dfl faceset info shows faces' metadata.
     Every command works on ./workspace unless --workspace or $DFL_WORKSPACE says otherwise.

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import click
 
 from dfl.cli import cli
 from dfl.cli.options import workspace_option
 from dfl.errors import DflError
+from dfl.merge.config import COLOR_TRANSFER_MODES, MASK_MODES, MODES, SHARPEN_MODES
 from dfl.workspace import Workspace
 
 # CLI flag -> MergeConfig field
@@ -63,6 +65,39 @@ def build_config(config_file: Path | None, flags: dict):
     return MergeConfig.from_dict(data, "dfl merge")
 
 
+def merge_settings_options(f: Callable) -> Callable:
+    """DFL's merger settings as flags (``--mode``, ``--mask-mode``, ...), shared by ``dfl merge`` and
+    ``dfl live``; they arrive as keyword arguments named as :data:`FLAG_FIELDS`' keys."""
+    for option in reversed(_SETTING_OPTIONS):
+        f = option(f)
+    return f
+
+
+_SETTING_OPTIONS = [
+    click.option("--mode", type=click.Choice(MODES), help="Blend mode [overlay]."),
+    click.option("--mask-mode", type=click.Choice(MASK_MODES),
+                 help="Mask [learned-prd*learned-dst]; XSeg modes need a trained XSeg model."),
+    click.option("--erode", type=click.IntRange(-400, 400), help="Erode (+) / dilate (-) the mask [0]."),
+    click.option("--blur", type=click.IntRange(0, 400), help="Feather the mask edge [0]."),
+    click.option("--motion-blur", type=click.IntRange(0, 100), help="Motion blur power from face movement [0]."),
+    click.option("--face-scale", type=click.IntRange(-50, 50), help="Output face scale [0]."),
+    click.option("--color-transfer", type=click.Choice(COLOR_TRANSFER_MODES),
+                 help="Colour transfer to the predicted face [rct]."),
+    click.option("--hist-threshold", type=click.IntRange(0, 255), help="Hist-match threshold [238]."),
+    click.option("--masked-hist-match/--no-masked-hist-match", default=None, help="Hist-match inside the mask [on]."),
+    click.option("--sharpen-mode", type=click.Choice(SHARPEN_MODES), help="Sharpen filter [none]."),
+    click.option("--sharpen", type=click.IntRange(-100, 100), help="Sharpen (+) / blur (-) amount [0]."),
+    click.option("--denoise", type=click.IntRange(0, 500), help="Image degrade by denoise power [0]."),
+    click.option("--bicubic-degrade", type=click.IntRange(0, 100), help="Image degrade by bicubic rescale [0]."),
+    click.option("--color-degrade", type=click.IntRange(0, 100), help="Colour degrade power [0]."),
+    click.option("--super-resolution-power", "--super-resolution", "super_resolution", type=click.IntRange(0, 100),
+                 help="Enhance the face with DFL's FaceEnhancer (FaceEnhancer.npy in --weights-dir) [0]."),
+    click.option("--morph", type=click.FloatRange(0, 1), help="AMP morph value [1.0]."),
+    click.option("--visible-label/--no-visible-label", default=None,
+                 help="Draw a small 'AI-modified' notice on every frame (the PNGs are always labelled)."),
+]
+
+
 @cli.command("merge")
 @workspace_option
 @click.option("--model", "model", help="Model type (see `dfl train --help`) or model name.")
@@ -71,32 +106,9 @@ def build_config(config_file: Path | None, flags: dict):
               help="Tune settings in a window (default where a display exists) or merge straight away.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
               help="YAML/JSON file of settings (e.g. a saved data_dst/merged/merge_config.json).")
-@click.option("--mode", type=click.Choice(["original", "overlay", "hist-match", "seamless", "seamless-hist-match",
-                                           "raw-rgb", "raw-predict"]), help="Blend mode [overlay].")
-@click.option("--mask-mode", type=click.Choice(["full", "dst", "learned-prd", "learned-dst", "learned-prd*learned-dst",
-                                                "learned-prd+learned-dst", "XSeg-prd", "XSeg-dst", "XSeg-prd*XSeg-dst",
-                                                "learned-prd*learned-dst*XSeg-prd*XSeg-dst"]),
-              help="Mask [learned-prd*learned-dst]; XSeg modes need a trained XSeg model.")
-@click.option("--erode", type=click.IntRange(-400, 400), help="Erode (+) / dilate (-) the mask [0].")
-@click.option("--blur", type=click.IntRange(0, 400), help="Feather the mask edge [0].")
-@click.option("--motion-blur", type=click.IntRange(0, 100), help="Motion blur power from face movement [0].")
-@click.option("--face-scale", type=click.IntRange(-50, 50), help="Output face scale [0].")
-@click.option("--color-transfer", type=click.Choice(["none", "rct", "lct", "mkl", "mkl-m", "idt", "idt-m", "sot-m",
-                                                     "mix-m"]), help="Colour transfer to the predicted face [rct].")
-@click.option("--hist-threshold", type=click.IntRange(0, 255), help="Hist-match threshold [238].")
-@click.option("--masked-hist-match/--no-masked-hist-match", default=None, help="Hist-match inside the mask [on].")
-@click.option("--sharpen-mode", type=click.Choice(["none", "box", "gaussian"]), help="Sharpen filter [none].")
-@click.option("--sharpen", type=click.IntRange(-100, 100), help="Sharpen (+) / blur (-) amount [0].")
-@click.option("--denoise", type=click.IntRange(0, 500), help="Image degrade by denoise power [0].")
-@click.option("--bicubic-degrade", type=click.IntRange(0, 100), help="Image degrade by bicubic rescale [0].")
-@click.option("--color-degrade", type=click.IntRange(0, 100), help="Colour degrade power [0].")
-@click.option("--super-resolution-power", "--super-resolution", "super_resolution", type=click.IntRange(0, 100),
-              help="Enhance the face with DFL's FaceEnhancer (FaceEnhancer.npy in --weights-dir) [0].")
+@merge_settings_options
 @click.option("--weights-dir", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Folder with DFL's FaceEnhancer.npy for super resolution; also $DFL_WEIGHTS; default ~/.dfl/weights.")
-@click.option("--morph", type=click.FloatRange(0, 1), help="AMP morph value [1.0].")
-@click.option("--visible-label/--no-visible-label", default=None,
-              help="Draw a small 'AI-modified' notice on every frame (the PNGs are always labelled).")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1.")
 @click.option("--batch", type=click.IntRange(1, 256), default=None, help="Frames predicted at once [GPU 16, CPU 4].")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Blend/write threads [all cores].")
@@ -127,7 +139,7 @@ def merge_command(workspace: Workspace, model: str | None, name: str | None, int
             interactive = False
         else:
             interactive = True
-    enhancer = _face_enhancer(weights_dir, device, required=cfg.super_resolution_power != 0)
+    enhancer = face_enhancer(weights_dir, device, required=cfg.super_resolution_power != 0)
     ctx = merge_frames.prepare_merge(workspace, model_path, device=device)
     click.echo(f"Merging {len(ctx.infos)} frames with {model_path.name} "
                f"(iteration {ctx.model_info.get('iteration', 0)}) on {ctx.device_type}")
@@ -145,7 +157,7 @@ def merge_command(workspace: Workspace, model: str | None, name: str | None, int
     click.echo(summary.line(workspace.merged_dir))
 
 
-def _face_enhancer(weights_dir: str | None, device: str, required: bool):
+def face_enhancer(weights_dir: str | None, device: str, required: bool):
     """DFL's face enhancer for super resolution, loaded when first used (the interactive merger's t/g keys
     can turn it on later); missing weights are reported now when the settings already ask for it."""
     from dfl.faces.enhancer import LazyFaceEnhancer

@@ -67,6 +67,7 @@ class ModelPredictor:
         self.face_type = FaceType(model.face_type) if not isinstance(model.face_type, str) \
             else FaceType.from_string(model.face_type)
         self.batch_limit = batch_limit
+        self.dtype = next(model.parameters()).dtype   # a model cast to bf16/fp16 (dfl live) gets faces in that type
         self._torch = torch
         self._kernels: dict = {}  # Winograd-transformed kernels, computed once: the weights never change here
 
@@ -79,7 +80,7 @@ class ModelPredictor:
         with torch.inference_mode(), frozen_weights(self._kernels):
             for i in range(0, len(faces), self.batch_limit):
                 x = torch.from_numpy(np.ascontiguousarray(faces[i:i + self.batch_limit])).permute(0, 3, 1, 2)
-                x = x.to(self.device, dtype=torch.float32)
+                x = x.to(self.device, dtype=self.dtype)
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 prd, prd_m, dst_m = self.model.swap(x, morph_value=morph_value)

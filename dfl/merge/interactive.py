@@ -74,6 +74,32 @@ class KeyResult:
     message: str = ""
 
 
+def split_key(key: str) -> tuple[bool, str]:
+    """(Shift held, the unshifted key): ``"W"`` -> (True, "w"), ``"<"`` -> (True, ",")."""
+    return key in SHIFTED or (key.isalpha() and key.isupper()), SHIFTED.get(key, key.lower())
+
+
+def apply_setting_key(cfg: MergeConfig, key: str) -> tuple[bool, str]:
+    """Apply one of DFL's merger setting keys (modes, mask, erode, blur, colour, ... and ``[`` ``]`` for
+    AMP's morph value) to ``cfg`` in place.  Returns (whether ``key`` is a settings key, a message for the
+    screen).  The interactive merger and ``dfl live`` share these keys."""
+    shift, base = split_key(key)
+    if base in MODE_KEYS:
+        cfg.set_mode(MODE_KEYS[base])
+    elif base in ADJUST_KEYS:
+        name, step, big = ADJUST_KEYS[base]
+        getattr(cfg, name)(big if shift else step)
+    elif base in TOGGLE_KEYS:
+        getattr(cfg, TOGGLE_KEYS[base])()
+    elif base in ("[", "]"):
+        if cfg.morph_value is None:
+            return True, "morph value applies to AMP models only"
+        cfg.add_morph_value(0.05 if base == "]" else -0.05)
+    else:
+        return False, ""
+    return True, ""
+
+
 @dataclass
 class MergeSession:
     """Per-frame settings and the position of the interactive merger.  No drawing, no I/O but JSON."""
@@ -126,38 +152,24 @@ class MergeSession:
             return KeyResult(quit=True)
         if self.show_help:          # DFL: the help screen takes no other keys
             return KeyResult()
-        shift = key in SHIFTED or (key.isalpha() and key.isupper())
-        base = SHIFTED.get(key, key.lower())
+        shift, base = split_key(key)
         if not self.stems:
             return KeyResult()
         cfg = self.cfg
         before = cfg.to_dict()
-        msg = ""
-        if base in MODE_KEYS:
-            cfg.set_mode(MODE_KEYS[base])
-        elif base in ADJUST_KEYS:
-            name, step, big = ADJUST_KEYS[base]
-            getattr(cfg, name)(big if shift else step)
-        elif base in TOGGLE_KEYS:
-            getattr(cfg, TOGGLE_KEYS[base])()
-        elif base in ("[", "]"):
-            if cfg.morph_value is None:
-                msg = "morph value applies to AMP models only"
+        handled, msg = apply_setting_key(cfg, key)
+        if not handled:
+            if base in (",", "m", ".", "/"):
+                return self._navigate(base, shift)
+            if base == "-":
+                self.zoom = max(0.1, round(self.zoom - 0.1, 2))
+            elif base == "=":
+                self.zoom = min(4.0, round(self.zoom + 0.1, 2))
+            elif base == "v":
+                self.checkerboard = not self.checkerboard
             else:
-                cfg.add_morph_value(0.05 if base == "]" else -0.05)
-        elif base in (",", "m", ".", "/"):
-            return self._navigate(base, shift)
-        elif base == "-":
-            self.zoom = max(0.1, round(self.zoom - 0.1, 2))
+                return KeyResult()
             return KeyResult(redraw=True)
-        elif base == "=":
-            self.zoom = min(4.0, round(self.zoom + 0.1, 2))
-            return KeyResult(redraw=True)
-        elif base == "v":
-            self.checkerboard = not self.checkerboard
-            return KeyResult(redraw=True)
-        else:
-            return KeyResult()
         self.message = msg
         changed = cfg.to_dict() != before
         if changed:

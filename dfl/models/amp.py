@@ -119,6 +119,7 @@ class AMPModel(SwapModel):
     # learned too, and a GAN that judges both reconstructions
     loss_terms = SwapLoss(always_masked=True, dssim_two_windows=True, eyes_mouth_always=True, dst_background=True,
                           gan_on_dst=True, code_discriminator=False)
+    swap_inputs = {"morph_value": 1.0}   # DFL's merger default; DFL's .dfm export takes it as an input
 
     def __init__(self, options: dict) -> None:
         super().__init__(options)
@@ -177,6 +178,18 @@ class AMPModel(SwapModel):
         src_dst_code = self._morph_code(self.inter_src(code), idst, mv)
         x, m = self.decoder(src_dst_code)
         return x, m, self.decoder.forward_mask(idst)   # the dst face itself is never used here
+
+    def swap_graph(self, dst: Tensor, *inputs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`swap` with the morph value a (1,) tensor: the first ``int(inter_dims * morph_value)``
+        channels (truncated, as DFL's exported graph casts it) come from inter_src, chosen by a channel
+        mask so the count can change per call; values outside 0..1 act as 0 or 1."""
+        (morph_value,) = inputs
+        code = self.encoder(dst)
+        idst = self.inter_dst(code)
+        k = (morph_value[0] * self.inter_dims).to(torch.int64)
+        take_src = (torch.arange(self.inter_dims, device=dst.device) < k).reshape(1, -1, 1, 1)
+        x, m = self.decoder(torch.where(take_src, self.inter_src(code), idst))
+        return x, m, self.decoder.forward_mask(idst)
 
 
 def options_from_shapes(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, Any], dict[str, str]]:

@@ -34,6 +34,9 @@ class Model(nn.Module):
 
     model_type: str = ""                      # the registered name
     network_names: tuple[str, ...] = ()
+    swap_inputs: dict[str, float] = {}
+    """Inputs the swap takes besides the dst face, with their merge-time defaults (AMP: its morph value).
+    Exports and the live swap ask this instead of the model's name."""
 
     def __init__(self, options: dict) -> None:
         super().__init__()
@@ -95,6 +98,11 @@ class SwapModel(Model):
         and the dst reconstruction's mask, masks N1HW.  This is the model's whole use outside training
         (merging, export, live swapping); ``morph_value`` is AMP's (others ignore it)."""
         raise NotImplementedError
+
+    def swap_graph(self, dst: Tensor, *inputs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`swap` with each of :attr:`swap_inputs` as a float32 tensor of shape (1,), in that order,
+        and no Python-side branching on their values: one traced graph (an ONNX export) serves them all."""
+        return self.swap(dst)
 
     def forward(self, warped_src: Tensor, warped_dst: Tensor) -> dict[str, Tensor]:
         return self.forward_train(warped_src, warped_dst)

@@ -18,7 +18,7 @@ measured shape rules of :func:`pays`.  Results equal the direct convolution to ~
 
 On GPUs cuDNN picks its own Winograd kernels, so this is for float32 on the CPU only, outside autocast.
 ``DFL_WINOGRAD=0`` turns it off (and the other CPU convolution paths, :mod:`dfl.ops.im2col` and
-:mod:`dfl.ops.strided`).
+:mod:`dfl.ops.strided`), and so does tracing (an ONNX export gets plain convolutions).
 """
 
 from __future__ import annotations
@@ -61,7 +61,9 @@ MIN_SIDE_UNCACHED_INFERENCE = 24  # below this, re-transforming the kernels ever
 
 
 def enabled() -> bool:
-    return os.environ.get("DFL_WINOGRAD", "1") != "0"
+    """The CPU paths are on: not turned off by ``DFL_WINOGRAD=0``, and not being traced (an ONNX export
+    records the stock convolution, which every runtime optimises itself, never these kernels)."""
+    return os.environ.get("DFL_WINOGRAD", "1") != "0" and not torch.jit.is_tracing()
 
 
 def _mats(device: torch.device, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor, Tensor]:
