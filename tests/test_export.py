@@ -161,15 +161,16 @@ def test_graph_has_plain_convolutions_where_eager_runs_winograd(tmp_path: Path, 
     decoder; the traced export must still hold the stock Conv nodes and nothing else of it."""
     from dfl.export.dfm import export_bytes
     from dfl.export.trained import Trained
-    from dfl.models import build_model, winograd
+    from dfl.models import create_model
+    from dfl.ops import kernel_cache, winograd
     from dfl.models.blocks import Conv2d
 
-    model = build_model("SAEHD", {"resolution": 64, "face_type": "f", "archi": "df", "ae_dims": 32, "e_dims": 16,
+    model = create_model("SAEHD", {"resolution": 64, "face_type": "f", "archi": "df", "ae_dims": 32, "e_dims": 16,
                                   "d_dims": 16, "d_mask_dims": 16}).eval()
     seen: list[bool] = []
     hooks = [m.register_forward_pre_hook(lambda mod, inp: seen.append(winograd.applies(mod, inp[0])))
              for m in model.modules() if isinstance(m, Conv2d)]
-    with torch.no_grad(), winograd.kernel_cache({}):
+    with torch.no_grad(), kernel_cache({}):
         model.swap(torch.rand(1, 3, 64, 64))
     assert any(seen)
     for h in hooks:
@@ -178,7 +179,7 @@ def test_graph_has_plain_convolutions_where_eager_runs_winograd(tmp_path: Path, 
 
     def op_types(env: str) -> list[str]:
         monkeypatch.setenv("DFL_WINOGRAD", env)
-        with winograd.kernel_cache({}):
+        with kernel_cache({}):
             return sorted(n.op_type for n in onnx.load_from_string(export_bytes(trained)).graph.node)
 
     ops = op_types("1")

@@ -27,13 +27,12 @@ def live_ws(demo_workspace_session: Workspace, tmp_path_factory: pytest.TempPath
     """The demo workspace's videos and a small SAEHD model (freshly initialised: live only runs it)."""
     import shutil
 
-    from dfl.models import build_model
-    from dfl.training import checkpoint as store
+    from dfl.models import create_model, store
 
     ws = Workspace(tmp_path_factory.mktemp("live") / "workspace")
     shutil.copytree(demo_workspace_session.root, ws.root)
     torch.manual_seed(0)
-    model = build_model("SAEHD", TINY)
+    model = create_model("SAEHD", TINY)
     store.save_checkpoint(store.model_path(ws.model_dir, "tiny", "SAEHD"), "SAEHD", dict(model.options),
                           {"iteration": 1}, model.networks, None)
     return ws

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import click
 
-from dfl.cli.options import workspace_option
-from dfl.cli.train import MODEL_CHOICES, model_group
+from dfl.cli.options import ModelType, workspace_option
+from dfl.cli.train import model_group
 from dfl.workspace import Workspace
 
 
 @model_group.command("export")
 @workspace_option
 @click.argument("name", required=False)
-@click.option("--model", "model_type", type=MODEL_CHOICES, help="Model type (when several share the name, or without NAME).")
+@click.option("--model", "model_type", type=ModelType("swap"), help="Model type (when several share the name, or without NAME).")
 @click.option("--format", "fmt", type=click.Choice(["dfm"]), default="dfm", show_default=True,
               help="dfm: DeepFaceLive's ONNX model (also read by FaceFusion and by `dfl live --dfm`).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
@@ -34,10 +34,9 @@ def model_export(workspace: Workspace, name: str | None, model_type: str | None,
     """
     from dfl.export import dfm, runtime
     from dfl.export.trained import find_trained
-    from dfl.models.options import canonical_model_type
 
     runtime.require()
-    path = find_trained(workspace.model_dir, name, canonical_model_type(model_type) if model_type else None)
+    path = find_trained(workspace.model_dir, name, model_type)
     target = output or dfm.default_output(path)
     overwrite = force
     if target.exists() and not force and sys.stdin.isatty():

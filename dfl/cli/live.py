@@ -8,8 +8,7 @@ import click
 
 from dfl.cli import cli
 from dfl.cli.merge import build_config, face_enhancer, merge_settings_options
-from dfl.cli.options import workspace_option
-from dfl.cli.train import MODEL_CHOICES
+from dfl.cli.options import ModelType, workspace_option
 from dfl.faces.registry import DETECTORS, LANDMARKERS
 from dfl.faces.tracker import DEFAULT_DETECT_EVERY
 from dfl.faces.verify import DEFAULT_MIN_CONFIDENCE
@@ -22,7 +21,7 @@ FACE_TYPES = ("h", "mf", "f", "wf", "head", "half_face", "midfull_face", "full_f
 @cli.command("live")
 @workspace_option
 @click.option("--name", help="Model to swap with (model/<name>_<Model>/); default: the most recently saved.")
-@click.option("--model", "model_type", type=MODEL_CHOICES, help="When several models share the name.")
+@click.option("--model", "model_type", type=ModelType("swap"), help="When several models share the name.")
 @click.option("--source", required=True, help="A video file, or a camera index (0, 1, ...).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the swapped stream to this video (every frame of a file, its frame rate and audio).")
@@ -72,11 +71,10 @@ def live_command(workspace: Workspace, name: str | None, model_type: str | None,
     from dfl.faces.weights import weights_dir as resolve_weights_dir
     from dfl.live.session import LiveRequest, run_live
     from dfl.merge.interactive import display_available
-    from dfl.models.options import canonical_model_type
 
     cfg = build_config(config_file, flags)
     model_path = None if dfm is not None else find_trained(
-        workspace.model_dir, name, canonical_model_type(model_type) if model_type else None)
+        workspace.model_dir, name, model_type)
     if window is None:
         window = output is None and display_available()[0]
     elif window:

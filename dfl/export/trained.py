@@ -11,7 +11,7 @@ from typing import Any, Callable
 import torch
 
 from dfl.errors import DflError
-from dfl.training import checkpoint as store
+from dfl.models import store
 
 
 @dataclass

@@ -135,7 +135,7 @@ def inference_precision(precision: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if device.type == "cpu":
-        from dfl.training.trainer import cpu_has_bf16
+        from dfl.training.cpu import cpu_has_bf16
 
         return "bf16" if cpu_has_bf16() else "fp32"
     return "fp32"
