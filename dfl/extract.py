@@ -47,8 +47,7 @@ from dfl.device import available_cores
 from dfl.errors import DflError
 from dfl.faces.align import FaceType, draw_rect_landmarks, transform_matrix, transform_points
 from dfl.faces.backends import Detector, Landmarker
-from dfl.faces.find import (MIN_FRAME_SIDE, ROTATIONS, FrameFaces, find_faces, rotate, rotate_points,  # noqa: F401
-                            unrotate_box, unrotate_points, upright_turn)
+from dfl.faces.find import FrameFaces, find_faces
 from dfl.faces.tracker import DEFAULT_DETECT_EVERY, FaceTracker
 from dfl.faces.verify import DEFAULT_MIN_CONFIDENCE, FaceVerifier
 from dfl.interrupt import Interrupted

@@ -91,7 +91,7 @@ def make_models(model_dir: Path) -> dict[str, Path]:
     import torch
 
     from dfl.models import build_model
-    from dfl.training import checkpoint as store
+    from dfl.models import store
 
     torch.manual_seed(0)
     paths = {}

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from dfl.errors import DflError
-from dfl.extract import (STATE_FILE, ExtractOptions, extract_faces, find_faces, rotate, rotate_points, unrotate_box,
-                         unrotate_points, upright_turn)
+from dfl.extract import STATE_FILE, ExtractOptions, extract_faces
+from dfl.faces.find import find_faces, rotate, rotate_points, unrotate_box, unrotate_points, upright_turn
 from dfl.faces import registry
 from dfl.faces.verify import FaceVerifier
 from dfl.faces.weights import ENV_VAR, find_weights, weights_dir

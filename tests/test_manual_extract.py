@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from dfl.extract import ExtractOptions, extract_faces, find_faces
+from dfl.extract import ExtractOptions, extract_faces
+from dfl.faces.find import find_faces
 from dfl.faces import registry
 from dfl.faces.align import FaceType
 from dfl.faces.manual import MEAN_FACE_68, KeyEvent, ManualEditor, MouseEvent
