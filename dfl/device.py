@@ -73,3 +73,18 @@ def use_all_cores() -> int:
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(available_cores())
     return torch.get_num_threads()
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; the platform's word elsewhere): benchmarks print it beside
+    every figure, because speeds here depend on the CPU (AMX, AVX-512 FP16, bf16) more than on its clock."""
+    import platform
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,9 @@ import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from dfl.device import cpu_model  # noqa: E402
+
 SHARED = REPO.parent / "shared"
 VIDEOS = SHARED / "media/video"
 HDTF = VIDEOS / "hdtf/WDA_KatieHill_000.mp4"
@@ -330,14 +332,6 @@ def _fmt(v, pattern: str, none: str = "n/a") -> str:
     return none if v is None else pattern.format(v)
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def speed_table(rows: list[dict], debug: str) -> None:

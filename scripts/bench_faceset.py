@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -27,19 +26,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from dfl.device import cpu_model  # noqa: E402
 SHARED = REPO.parent / "shared"
 DEFAULT_METHODS = ("blur", "motion-blur", "face-yaw", "face-source-rect-size", "hist", "hist-dissim",
                    "brightness", "black", "origname", "final-by-blur", "final-by-size")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def source_frames(out: Path, n: int) -> Path:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -31,7 +30,7 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dfl.device import available_cores  # noqa: E402
+from dfl.device import available_cores, cpu_model  # noqa: E402
 from dfl.errors import DflError  # noqa: E402
 from dfl.live.session import LiveRequest, run_live  # noqa: E402
 from dfl.merge.config import MergeConfig  # noqa: E402
@@ -42,14 +41,6 @@ MODELS = {"Quick96": {}, "SAEHD 128": {"resolution": 128, "face_type": "wf", "ar
 STAGES = ("decode", "detect", "landmarks", "verify", "align", "swap", "merge", "write")
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def load() -> str:
