@@ -11,6 +11,10 @@ training ms/iteration and the apply rate (faces/s); a GPU column where CUDA is p
 
     python scripts/bench_xseg.py                          # 300 iterations, batch 4, evaluated every 100
     python scripts/bench_xseg.py --iterations 200 --eval-every 50 --batch-size 2 --workdir /tmp/xs
+
+Torch uses every core (``OMP_NUM_THREADS`` overrides it).  On a shared 2-core machine that other work keeps
+busy, two threads can run several times slower than one (measured 2.5x for an XSeg step, 13.7 s against
+5.4 s, at a load average of 6): there ``OMP_NUM_THREADS=1`` gives the steadier numbers.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ def dfl(*args: object) -> None:
 
 
 def label_polys(landmarks: np.ndarray, with_mouth_hole: bool) -> list[dict]:
-    """Include: the hull of the jaw line and the eyebrows raised by 60% of the brow-to-chin... height
+    """Include: the hull of the jaw line and the eyebrows raised by 45% of the brows' height above the chin
     (the forehead the landmark hull cuts off); exclude (``with_mouth_hole``): the outer lip line."""
     lm = np.asarray(landmarks, np.float32)
     jaw, brows = lm[0:17], lm[17:27]
@@ -153,8 +157,8 @@ def main() -> None:
                f"{args.batch_size} | {gpu or 'CPU'} |")
         rows.append(row)
         print(row, flush=True)
-    print(f"\nCPU: {cpu}" + (f"; GPU: {gpu}" if gpu else "; no CUDA GPU") + f"; torch {torch.__version__}; "
-          f"{n_faces} faces applied per row; workspace {ws}")
+    print(f"\nCPU: {cpu}" + (f"; GPU: {gpu}" if gpu else "; no CUDA GPU") + f"; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; {n_faces} faces applied per row; workspace {ws}")
     print("\n".join(rows))
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from dfl.errors import DflError
 from dfl.faceset import read_record
 from dfl.mask_samples import augment_labelled, prepare_labelled
 from dfl.models import store
@@ -91,6 +92,11 @@ def test_xseg_trains_on_labelled_faces_saves_resumes_and_applies(narrow_xseg, tm
     assert res.code == 0 and "masked by m_NarrowXSeg" in res.out, res.err
     res = dfl_run("xseg", "apply", "src", "-w", ws, "--name", "other")
     assert res.code == 1 and "no XSeg model named 'other'" in res.err
+    from dfl.export.trained import find_trained                       # a mask model neither exports nor swaps
+    with pytest.raises(DflError, match="no usable model"):
+        find_trained(ws / "model", None)
+    with pytest.raises(DflError, match="mask model"):
+        find_trained(ws / "model", "m")
 
 
 def test_no_labelled_face_is_one_line_and_leaves_no_model(tmp_path: Path, dfl_run) -> None:
