@@ -44,6 +44,9 @@ class DflImport:
     networks: Callable[[dict[str, Any]], list[str]]   # network file stems for the (dfl) options
     scopes: Mapping[str, str] = field(default_factory=dict)  # dfl network -> DFL's TF scope where they differ
     ignored: tuple[str, ...] = ()                      # DFL options dropped silently (fixed by a preset here)
+    files: Mapping[str, str] = field(default_factory=dict)   # dfl network / optimiser -> DFL's file stem (if other)
+    loss_names: tuple[str, ...] = ("src_loss", "dst_loss")  # the columns of DFL's loss_history
+    by_class: bool = False     # DFL names the files by the class alone (XSeg_256.npy, XSeg_data.dat), one per folder
 
 
 @dataclass
@@ -125,6 +128,7 @@ class ModelSpec:
     options_from_weights: Callable[[Shapes], tuple[dict[str, Any], dict[str, str]]] = _nothing_from_shapes
     dfl_import: DflImport | None = None         # None: DFL models of this name are not imported
     demo: bool = False                          # the small preset ``dfl demo --run`` trains
+    default_name: str | None = None             # the name when none is given (DFL names XSeg by its class alone)
 
     # -- options, by DFL's prompts' rules --------------------------------------------------------
     def option(self, name: str) -> OptionSpec | None:
