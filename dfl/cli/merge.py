@@ -11,6 +11,7 @@ from dfl.cli import cli
 from dfl.cli.options import workspace_option
 from dfl.errors import DflError
 from dfl.merge.config import COLOR_TRANSFER_MODES, MASK_MODES, MODES, SHARPEN_MODES
+from dfl.precision import CHOICES as PRECISION_CHOICES
 from dfl.workspace import Workspace
 
 # CLI flag -> MergeConfig field
@@ -110,12 +111,15 @@ _SETTING_OPTIONS = [
 @click.option("--weights-dir", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Folder with DFL's FaceEnhancer.npy for super resolution; also $DFL_WEIGHTS; default ~/.dfl/weights.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1.")
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
+              help="Prediction precision; auto: the fastest whose faces agree with fp32, measured once per machine "
+                   "and model configuration (cached in ~/.dfl); retune: measure again.")
 @click.option("--batch", type=click.IntRange(1, 256), default=None, help="Frames predicted at once [GPU 16, CPU 4].")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Blend/write threads [all cores].")
 @click.option("--force", is_flag=True, help="Merge every frame again, even those merged with these settings.")
 @click.option("--new-session", is_flag=True, help="Interactive: start over instead of the saved per-frame settings.")
 def merge_command(workspace: Workspace, model: str | None, name: str | None, interactive: bool | None,
-                  config_file: Path | None, device: str, batch: int | None, workers: int | None, force: bool,
+                  config_file: Path | None, device: str, precision: str, batch: int | None, workers: int | None, force: bool,
                   new_session: bool, weights_dir: str | None, **flags) -> None:
     """Step 7: merge the learned face into data_dst/merged/ (and the masks into merged_mask/).
 
@@ -140,9 +144,10 @@ def merge_command(workspace: Workspace, model: str | None, name: str | None, int
         else:
             interactive = True
     enhancer = face_enhancer(weights_dir, device, required=cfg.super_resolution_power != 0)
-    ctx = merge_frames.prepare_merge(workspace, model_path, device=device)
+    ctx = merge_frames.prepare_merge(workspace, model_path, device=device, precision=precision)
     click.echo(f"Merging {len(ctx.infos)} frames with {model_path.name} "
-               f"(iteration {ctx.model_info.get('iteration', 0)}) on {ctx.device_type}")
+               f"(iteration {ctx.model_info.get('iteration', 0)}) on {ctx.device_type} "
+               f"({ctx.model_info.get('precision', 'fp32')})")
     if interactive:
         session_path = model_path / inter.SESSION_NAME
         if new_session and session_path.is_file():

@@ -9,6 +9,7 @@ import click
 
 from dfl.cli import cli
 from dfl.cli.options import ModelsHelp, ModelType, workspace_option
+from dfl.precision import CHOICES as PRECISION_CHOICES
 from dfl.workspace import Workspace
 
 MODEL_CHOICES = ModelType()
@@ -28,9 +29,10 @@ MODEL_CHOICES = ModelType()
               help="Ask nothing: options not in --config take their defaults (implied without a terminal).")
 @click.option("--change-options", is_flag=True, help="On resume, ask again the options that may change.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
-              help="Autocast precision over fp32 weights; auto: bf16 on GPUs and on CPUs with AMX, fp16 on CPUs "
-                   "with AVX-512 FP16 (float16 Winograd tiles only), else fp32.")
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
+              help="Compute precision over fp32 weights (CPU fp16: float16 Winograd tiles only). auto: the "
+                   "fastest whose loss agrees with fp32, measured once per machine and model configuration "
+                   "(a few steps each, cached in ~/.dfl); retune: measure again.")
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True, help="NHWC memory layout.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model on a GPU (slow start, faster steps); ignored on the CPU.")
 @click.option("--autosave-minutes", type=float, default=25.0, show_default=True)

@@ -25,10 +25,12 @@ from dfl.models import store
 from dfl.models.registry import BatchSource, DataRequest, create_model, get_spec
 from dfl.samples import default_workers
 from dfl.training import distributed
-from dfl.training.cpu import resolve_precision, setup_cpu_training
+from dfl.precision import PRECISIONS, emulation
+from dfl.training.cpu import setup_cpu_training
 from dfl.training.history import history_append, history_mean, history_png
 from dfl.training.memory import check_fits
 from dfl.training.objective import Objective
+from dfl.training.precision import training_precision
 from dfl.training.previews import PreviewWindow, preview_grid, preview_period, write_png
 
 
@@ -84,16 +86,24 @@ class Trainer:
         self.device = distributed.training_device(settings.device, self.world, local_rank)
         if self.device.type == "cpu":
             setup_cpu_training()
-        self.precision = resolve_precision(settings.precision, self.device)
         if settings.seed is not None:
             torch.manual_seed(settings.seed + self.rank)
-        check_fits(settings.model_type, self.options, self.device, self.precision, settings.model_path)
+        # the memory check comes before anything is built; a measured choice is checked again below
+        guess = settings.precision if settings.precision in PRECISIONS else "bf16"
+        check_fits(settings.model_type, self.options, self.device, guess, settings.model_path)
         self.model = create_model(settings.model_type, dict(self.options))
         self.model.to(self.device)
-        channels_last = settings.channels_last and self.device.type in ("cpu", "cuda")
-        self.objective = Objective(self.model, self.options, precision=self.precision, channels_last=channels_last)
         if weights is not None:
             store.load_weights(self.model.networks, weights, settings.model_path)
+        self.channels_last = settings.channels_last and self.device.type in ("cpu", "cuda")
+        self.data = self._load_faces()
+        self._first_batch: dict[str, Any] | None = None   # the batch precision was measured on: trained first
+        self.precision = self._choose_precision()
+        if self.precision != guess:
+            check_fits(settings.model_type, self.options, self.device, self.precision, settings.model_path)
+        self.objective = Objective(self.model, self.options, precision=self.precision,
+                                   channels_last=self.channels_last)
+        if weights is not None:
             fresh = store.load_weights(self.objective.discriminators, weights, settings.model_path, optional=True)
             if fresh:
                 self._echo(f"new networks (starting from scratch): {', '.join(fresh)}")
@@ -112,7 +122,27 @@ class Trainer:
             # Quick96 crashed in the compiled code after 9 minutes
             self._echo("--compile is ignored on the CPU: there it was slower than without it (and crashed)")
         self.model.train()
-        self.data = self._load_faces()
+
+    def _choose_precision(self) -> str:
+        """``--precision``: forced, or measured on this run's first batch (:mod:`dfl.training.precision`);
+        under torchrun the first process decides for all."""
+        requested = self.s.precision
+        if requested in PRECISIONS and self.world == 1:
+            if emulation(requested, self.device.type) is None:
+                return requested
+        choice = requested
+        if self.rank == 0:
+            self._first_batch = self.data.next()
+            choice = training_precision(requested, self.model, self.options, self._first_batch, self.device,
+                                        self.channels_last, self._echo)
+        if self.world > 1:
+            choice = distributed.broadcast_choice(choice)
+        return choice
+
+    def next_batch(self) -> dict[str, Any]:
+        """The next training batch (first the one the precision was measured on)."""
+        batch, self._first_batch = self._first_batch, None
+        return batch if batch is not None else self.data.next()
 
     def _load_faces(self) -> BatchSource:
         """The model's batches (its spec's ``training_data``): the faces are read now, so unreadable ones
@@ -238,7 +268,7 @@ class _Loop:
         """One iteration and what is due after it; True when the user asked to stop (preview window)."""
         t, s = self.t, self.t.s
         t0 = time.perf_counter()
-        batch = t.data.next()
+        batch = t.next_batch()
         losses = t.objective.train_step(batch)
         t.state["iteration"] += 1
         it = t.state["iteration"]
