@@ -53,6 +53,22 @@ def find_model_folder(workspace: Workspace, model: str | None, name: str | None)
     return fit[0].path
 
 
+def refuse_inert(cfg, flags: dict, model_path: Path) -> None:
+    """Settings given on the command line that would do nothing (``--sharpen`` without ``--sharpen-mode``,
+    a setting the model does not take): one line, before anything is loaded."""
+    from dfl.merge.config import inert_settings
+    from dfl.models.registry import get_spec
+    from dfl.models.store import parse_folder_name
+
+    given = {FLAG_FIELDS[k] for k, v in flags.items() if v is not None and k in FLAG_FIELDS}
+    parsed = parse_folder_name(model_path.name)
+    defaults = get_spec(parsed[1]).merge_defaults if parsed else {}
+    why = inert_settings(cfg, given, defaults)
+    if why:
+        kind = f" ({parsed[1]})" if parsed else ""
+        raise DflError(f"{model_path.name}{kind}: " + "; ".join(why))
+
+
 def build_config(config_file: Path | None, flags: dict):
     """Defaults, then the ``--config`` file, then the flags given on the command line."""
     from dfl.merge.config import MergeConfig
@@ -135,6 +151,7 @@ def merge_command(workspace: Workspace, model: str | None, name: str | None, int
         raise DflError(f"--mask-mode {cfg.mask_mode}: XSeg mask modes need a trained XSeg model, which this "
                        "version cannot load yet; use a learned-* mask mode")
     model_path = find_model_folder(workspace, model, name)
+    refuse_inert(cfg, flags, model_path)
     if interactive is None or interactive:
         ok, why = inter.display_available()
         if not ok:

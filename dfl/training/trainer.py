@@ -21,6 +21,7 @@ import torch
 
 from dfl.atomic import atomic_write_bytes
 from dfl.errors import DflError
+from dfl.interrupt import Interrupted, sigterm_as_interrupt
 from dfl.models import store
 from dfl.models.registry import BatchSource, DataRequest, create_model, get_spec
 from dfl.samples import default_workers
@@ -67,6 +68,9 @@ class TrainResult:
     data_wait_share: float
     saved: bool = True
     history: dict[str, Any] = field(default_factory=dict)
+    steps: int = 0                 # iterations trained by this run
+    path: Path | None = None       # the model folder
+    seconds: float = 0.0           # their wall time (previews and autosaves between them included)
 
 
 class Trainer:
@@ -219,30 +223,30 @@ class Trainer:
                    f"{f', {self.world} processes' if self.world > 1 else ''}), batch {self.batch_size}, "
                    f"from iteration {it0}" + (f" to {target}" if target else ""))
         loop = _Loop(self, preview_batch, window, t_start)
-        interrupted = False
-        old_term = _term_as_interrupt()
+        stop: KeyboardInterrupt | None = None
         try:
-            if target and it0 >= target:
-                self._echo(f"already at iteration {it0} (target {target})")
-            while not target or self.state["iteration"] < target:
-                if loop.step(target):
-                    break
-        except KeyboardInterrupt:
-            interrupted = True
+            with sigterm_as_interrupt():   # SIGTERM (kill, timeout, a container stop) saves like Ctrl+C
+                if target and it0 >= target:
+                    self._echo(f"already at iteration {it0} (target {target})")
+                while not target or self.state["iteration"] < target:
+                    if loop.step(target):
+                        break
+        except KeyboardInterrupt as exc:
+            stop = exc
         finally:
-            _restore_term(old_term)
             loop.bar.close()
             data.close()
             if window is not None:
                 window.close()
         if loop.step_times or self.options_changed:
             self.save(backup=loop.final_backup, preview_batch=preview_batch)
-        elapsed = time.perf_counter() - t_start
-        ms = 1000 * float(np.mean(loop.step_times[-100:])) if loop.step_times else 0.0
-        result = TrainResult(int(self.state["iteration"]), history_mean(hist, 50), ms,
-                             data.wait_s / max(elapsed, 1e-9), True, hist)
-        if interrupted:
-            raise KeyboardInterrupt
+        steps = len(loop.step_times)
+        seconds = loop.last_end - loop.first_start if steps else 0.0   # this run's iterations, wall time
+        result = TrainResult(int(self.state["iteration"]), history_mean(hist, 50), 1000 * seconds / max(steps, 1),
+                             data.wait_s / max(seconds, 1e-9), True, hist, steps=steps, seconds=seconds,
+                             path=s.model_path)
+        if stop is not None:   # saved above: the CLI prints this summary instead of "Aborted."
+            raise Interrupted.from_stop(stop, result) from None
         return result
 
 
@@ -258,6 +262,7 @@ class _Loop:
         self.last_save = self.last_preview = self.last_log = start
         self.preview_every = s.preview_seconds
         self.step_times: list[float] = []
+        self.first_start = self.last_end = 0.0   # wall clock of this run's first step and the end of its last
         self.wait0 = 0.0
         self.final_backup = False
         target = int(s.target_iter or 0)
@@ -268,11 +273,14 @@ class _Loop:
         """One iteration and what is due after it; True when the user asked to stop (preview window)."""
         t, s = self.t, self.t.s
         t0 = time.perf_counter()
+        if not self.step_times:
+            self.first_start = t0
         batch = t.next_batch()
         losses = t.objective.train_step(batch)
         t.state["iteration"] += 1
         it = t.state["iteration"]
         self.step_times.append(time.perf_counter() - t0)
+        self.last_end = time.perf_counter()
         history_append(t.state["loss_history"], it, losses)
         self.bar.update(1)
         if s.on_iteration is not None:
@@ -292,6 +300,7 @@ class _Loop:
         elif backup_due or now - self.last_save >= s.autosave_minutes * 60:
             t.save(backup=backup_due)
             self.last_save = time.perf_counter()
+        self.last_end = time.perf_counter()
         return self.window is not None and self.window.quit_requested()
 
     def _log(self, it: int, losses: dict[str, float], now: float) -> None:
@@ -304,24 +313,3 @@ class _Loop:
                 + (f"[fp32 retries {retries}]" if retries else "")
                 + "".join(f"[{k} {v:.4f}]" for k, v in losses.items()))
         self.bar.set_postfix({k: f"{v:.4f}" for k, v in list(losses.items())[:2]}, refresh=False)
-
-
-def _term_as_interrupt() -> Any:
-    """SIGTERM (``kill``, ``timeout``, a container stop) saves like Ctrl+C instead of dying unsaved."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
-        return None
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    return signal.signal(signal.SIGTERM, handler)
-
-
-def _restore_term(old: Any) -> None:
-    import signal
-
-    if old is not None:
-        signal.signal(signal.SIGTERM, old)
