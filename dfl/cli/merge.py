@@ -9,6 +9,7 @@ import click
 
 from dfl.cli import cli
 from dfl.cli.options import workspace_option
+from dfl.cli.picker import at_terminal
 from dfl.errors import DflError
 from dfl.merge.config import COLOR_TRANSFER_MODES, MASK_MODES, MODES, SHARPEN_MODES
 from dfl.precision import CHOICES as PRECISION_CHOICES
@@ -51,6 +52,19 @@ def find_model_folder(workspace: Workspace, model: str | None, name: str | None)
     if len(fit) > 1:
         click.echo(f"Several models fit; using the most recently saved: {fit[0].path.name}")
     return fit[0].path
+
+
+def _pick(workspace: Workspace, model: str | None) -> tuple[str | None, str | None]:
+    """DFL's picker among the face-swap models (``--model`` a type narrows it; a name skips it)."""
+    from dfl.cli.picker import pick_model
+    from dfl.models.registry import SWAP, model_names
+
+    swaps = model_names(SWAP)
+    mtype = next((t for t in swaps if model and t.lower() == model.lower()), None)
+    if model and mtype is None:
+        return None, model        # a model name: nothing to ask
+    name, mtype, _ = pick_model(workspace.model_dir, [mtype] if mtype else swaps, allow_new=False)
+    return name, mtype
 
 
 def refuse_inert(cfg, flags: dict, model_path: Path) -> None:
@@ -118,7 +132,7 @@ _SETTING_OPTIONS = [
 @cli.command("merge")
 @workspace_option
 @click.option("--model", "model", help="Model type (see `dfl train --help`) or model name.")
-@click.option("--name", help="Model name (model/<name>_<Model>/); default: the most recently saved.")
+@click.option("--name", help="Model name (model/<name>_<Model>/); default: pick at a terminal, else the most recently saved.")
 @click.option("--interactive/--non-interactive", default=None,
               help="Tune settings in a window (default where a display exists) or merge straight away.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
@@ -150,6 +164,8 @@ def merge_command(workspace: Workspace, model: str | None, name: str | None, int
     if cfg.needs_xseg:
         raise DflError(f"--mask-mode {cfg.mask_mode}: XSeg mask modes need a trained XSeg model, which this "
                        "version cannot load yet; use a learned-* mask mode")
+    if name is None and interactive is not False and at_terminal():
+        name, model = _pick(workspace, model)
     model_path = find_model_folder(workspace, model, name)
     refuse_inert(cfg, flags, model_path)
     if interactive is None or interactive:
