@@ -126,7 +126,7 @@ class Measurement:
 def measure(precision: str, start: Callable[[str], Callable[[], Any]], sync: Callable[[], None] = lambda: None,
             timed_steps: int = TIMED_STEPS, budget_s: float = BUDGET_S) -> Measurement:
     """Time ``start(precision)()`` (one step, returning its result): one warm-up step, then ``timed_steps``
-    or ``budget_s`` seconds of steps, whichever ends first (at least one).  A candidate that fails
+    or ``budget_s`` seconds of steps, whichever ends first (at least one); ``ms`` is their median.  A candidate that fails
     (out of memory, an unsupported kernel) is a Measurement with ``error`` set, not an exception."""
     try:
         step = start(precision)
@@ -140,7 +140,8 @@ def measure(precision: str, start: Callable[[str], Callable[[], Any]], sync: Cal
             times.append(time.perf_counter() - t0)
     except (RuntimeError, NotImplementedError, MemoryError) as exc:
         return Measurement(precision, math.inf, [], str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
-    return Measurement(precision, 1000 * sum(times) / len(times), results)
+    times.sort()   # the median: a shared machine's load only ever adds time, one slow step is not the rule
+    return Measurement(precision, 1000 * times[len(times) // 2], results)
 
 
 def losses_agree(ref: Sequence[float], other: Sequence[float], rtol: float = 0.05) -> bool:
