@@ -69,7 +69,7 @@ def test_auto_measures_once_then_uses_the_cache_and_retune_measures_again() -> N
     from dfl.training.precision import shape_config
 
     assert shape_config("SAEHD", model.options, 2, True) != shape_config("SAEHD", model.options, 4, True)
-    assert shape_config("SAEHD", model.options, 2, True) != shape_config("SAEHD", dict(model.options, ae_dims=32), 2, True)
+    assert shape_config("SAEHD", model.options, 2, True) != shape_config("SAEHD", dict(model.options, ae_dims=64), 2, True)
     assert shape_config("SAEHD", model.options, 2, True) == shape_config("SAEHD", dict(model.options, gan_power=0.1), 2, True)
 
 

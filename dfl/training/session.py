@@ -155,8 +155,8 @@ def target_reached(req: SessionRequest, path: Path, exists: bool, target: int) -
     """The saved iteration when it is already at or past ``target`` and nothing else was asked (no option
     changes): then there is nothing to train, said before anything is loaded (DFL: "Model already trained to
     target iteration").  None otherwise."""
-    if not (exists and target) or req.config or req.change_options:
-        return None
+    if not (exists and target) or req.config or req.change_options or store.diagnose(path) is not None:
+        return None   # options to change, or a damaged model to repair: the session does its work
     state = store.read_json(path, store.STATE)
     iteration = state.get("iteration") if isinstance(state, dict) else None
     return int(iteration) if isinstance(iteration, int) and iteration >= target else None

@@ -102,7 +102,11 @@ class Trainer:
         self.channels_last = settings.channels_last and self.device.type in ("cpu", "cuda")
         self.data = self._load_faces()
         self._first_batch: dict[str, Any] | None = None   # the batch precision was measured on: trained first
-        self.precision = self._choose_precision()
+        try:
+            self.precision = self._choose_precision()
+        except BaseException:
+            self.data.close()   # no sample workers left behind by a failed or interrupted measurement
+            raise
         if self.precision != guess:
             check_fits(settings.model_type, self.options, self.device, self.precision, settings.model_path)
         self.objective = Objective(self.model, self.options, precision=self.precision,
