@@ -139,6 +139,10 @@ def step_train(ws: Workspace, opts: DemoRunOptions, echo: Echo) -> Path:
                     preview_seconds=60.0)
     limit = 60.0 * opts.minutes if opts.minutes is not None else None
     result, path = train(req, settings, time_limit_s=limit)
+    if not result.saved and result.steps == 0:
+        echo(f"train: {path.name} is already at iteration {result.iteration} (--iterations {opts.iterations}): "
+             f"nothing to train -> {path}")
+        return path
     losses = " ".join(f"{k} {v:.4f}" for k, v in result.losses.items())
     echo(f"train: {path.name} to iteration {result.iteration} ({result.ms_per_iter:.0f} ms/iteration; {losses}) "
          f"-> {path}")

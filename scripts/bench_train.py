@@ -7,11 +7,12 @@ warm-up iterations, then the mean of the timed ones.  Peak memory is the process
 and the CUDA allocator's peak on a GPU.  'CPU ms' is the process's CPU time per iteration (all threads):
 on a shared machine it moves less with other people's load than wall time, so compare changes with it.
 
-    python scripts/bench_train.py                       # all four, fp32 and fp16, current device
+    python scripts/bench_train.py                       # all four, fp32, bf16 and fp16, current device
     python scripts/bench_train.py --configs q96 --precisions bf16 --iters 5
 
-On the CPU, fp16 is float16 Winograd tiles with everything else float32 (what ``--precision auto`` picks
-on CPUs with AVX-512 FP16); on GPUs it is autocast.
+On the CPU, fp16 is float16 Winograd tiles with everything else float32; on GPUs it is autocast.  The
+"auto picks" column is what ``--precision auto`` chooses for that configuration here (measured afresh in a
+child process, the user's cache untouched); it should be the fastest row of the configuration.
 """
 
 from __future__ import annotations
@@ -44,14 +45,12 @@ DFL_CPU_REFERENCE = {"liae-ud": (2924, 5.4), "df-ud": (2239, 3.9), "q96": (730, 
 DFL_CPU_SAME_MACHINE = {"liae-ud": (4167, 3.79), "df-ud": (3126, 2.77), "q96": (1074, 1.86)}
 
 
-def _child(key: str, device_name: str, precision: str, warmup: int, iters: int, channels_last: bool) -> dict:
-    import resource
-
+def _setup(key: str, device_name: str):
+    """(model, device, random batch) of a configuration, the process set up as ``dfl train`` sets it."""
     import torch
 
     from dfl.device import pick_device, use_all_cores
     from dfl.models import create_model
-    from dfl.training.objective import Objective
     from dfl.training.cpu import tune_cpu_for_training
 
     model_type, opts, batch = CONFIGS[key]
@@ -60,8 +59,8 @@ def _child(key: str, device_name: str, precision: str, warmup: int, iters: int, 
         use_all_cores()
         tune_cpu_for_training()  # as dfl train does
     opts = dict(opts, batch_size=batch) if model_type != "Quick96" else {}
+    torch.manual_seed(0)
     model = create_model(model_type, opts).to(device)
-    obj = Objective(model, model.options, precision=precision, channels_last=channels_last)
     r = model.resolution
     g = torch.Generator().manual_seed(0)
 
@@ -71,6 +70,36 @@ def _child(key: str, device_name: str, precision: str, warmup: int, iters: int, 
     b = {"warped_src": rnd(3), "target_src": rnd(3), "warped_dst": rnd(3), "target_dst": rnd(3)}
     for k in ("target_srcm", "target_dstm", "target_srcm_em", "target_dstm_em"):
         b[k] = (rnd(1) > 0.5).float()
+    return model, device, b
+
+
+def _auto_child(key: str, device_name: str, channels_last: bool) -> dict:
+    """What ``--precision auto`` picks for the configuration here: measured afresh (``retune``) in a
+    throw-away dfl folder, so the user's cached choices stay as they are."""
+    import tempfile
+
+    from dfl.precision import cached, cache_key
+    from dfl.training.precision import shape_config, training_precision
+
+    model, device, b = _setup(key, device_name)
+    with tempfile.TemporaryDirectory() as home:
+        os.environ["DFL_HOME"] = home
+        choice = training_precision("retune", model, model.options, b, device, channels_last,
+                                    lambda line: print(line, file=sys.stderr, flush=True))
+        batch = next(iter(b.values())).shape[0]
+        entry = cached(cache_key("train", device, shape_config(model.model_type, model.options, batch, channels_last)))
+    return {"key": key, "auto": choice, "auto_ms": (entry or {}).get("ms", {})}
+
+
+def _child(key: str, device_name: str, precision: str, warmup: int, iters: int, channels_last: bool) -> dict:
+    import resource
+
+    import torch
+
+    from dfl.training.objective import Objective
+
+    model, device, b = _setup(key, device_name)
+    obj = Objective(model, model.options, precision=precision, channels_last=channels_last)
     b = obj.prepare_batch(b)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(warmup):
@@ -99,7 +128,9 @@ def _child(key: str, device_name: str, precision: str, warmup: int, iters: int, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", default=",".join(CONFIGS), help=f"comma list of {', '.join(CONFIGS)}")
-    ap.add_argument("--precisions", default="fp32,fp16")
+    ap.add_argument("--precisions", default="fp32,bf16,fp16")
+    ap.add_argument("--no-auto", action="store_true", help="skip the 'auto picks' column (what --precision auto "
+                    "measures and chooses for each configuration here)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--iters", type=int, default=10)
@@ -109,12 +140,31 @@ def main() -> None:
     a = ap.parse_args()
     if a.child:
         key, prec = a.child.split(":")
-        print("RESULT " + json.dumps(_child(key, a.device, prec, a.warmup, a.iters, not a.no_channels_last)))
+        if prec == "auto":
+            print("RESULT " + json.dumps(_auto_child(key, a.device, not a.no_channels_last)))
+        else:
+            print("RESULT " + json.dumps(_child(key, a.device, prec, a.warmup, a.iters, not a.no_channels_last)))
         return
     rows = []
+    from dfl.precision import cpu_name
+
+    print(f"CPU: {cpu_name()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(f"{'configuration':24} {'precision':9} {'device':8} {'ms/iter':>9} {'peak GB':>8}  {'DFL CPU ref':>14}  "
-          f"{'DFL re-measured':>16}  {'CPU ms':>7}")
+          f"{'DFL re-measured':>16}  {'CPU ms':>7}  {'auto picks':>10}")
     for key in a.configs.split(","):
+        auto = "-"
+        if not a.no_auto:
+            cmd = [sys.executable, __file__, "--child", f"{key}:auto", "--device", a.device] + \
+                (["--no-channels-last"] if a.no_channels_last else [])
+            p = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
+            line = next((ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")), None)
+            if line is None:
+                auto = "failed"
+            else:
+                got = json.loads(line[7:])
+                auto = got["auto"]
+                print(f"{LABELS[key]:24} auto measured (ms/step, warm-up excluded): "
+                      + ", ".join(f"{k} {v:.0f}" for k, v in got["auto_ms"].items()), flush=True)
         for prec in a.precisions.split(","):
             cmd = [sys.executable, __file__, "--child", f"{key}:{prec}", "--device", a.device,
                    "--warmup", str(a.warmup), "--iters", str(a.iters)] + (["--no-channels-last"] if a.no_channels_last else [])
@@ -128,8 +178,9 @@ def main() -> None:
             rows.append(row)
             refs = [(DFL_CPU_REFERENCE if i == 0 else DFL_CPU_SAME_MACHINE).get(key) for i in (0, 1)]
             ref_s = [f"{r[0]} ms {r[1]} GB" if r else "-" for r in refs]
+            row["auto_picks"] = auto
             print(f"{LABELS[key]:24} {prec:9} {row['device']:8} {row['ms']:9.0f} {row['peak_gb']:8.2f}  {ref_s[0]:>14}  "
-                  f"{ref_s[1]:>16}  {row['cpu_ms']:7.0f}", flush=True)
+                  f"{ref_s[1]:>16}  {row['cpu_ms']:7.0f}  {auto:>10}", flush=True)
             if row.get("fp32_retries"):
                 print(f"{'':24} ({row['fp32_retries']} fp16 steps overflowed and were recomputed in fp32)")
     if a.json:

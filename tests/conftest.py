@@ -1,5 +1,6 @@
 """Shared fixtures for the whole suite.  Keep them small: every test file may use them.
 
+``dfl_home``                 $DFL_HOME for the session (autouse): the precision cache, never ~/.dfl.
 ``shared_dir``               Path of ../shared (conformance data, media); skips the test when missing.
 ``demo_workspace_session``   The ``dfl demo`` workspace (data_src.mp4, data_dst.mp4 with audio, 3 s at
                              25 fps = 75 frames each), made once per session.  READ ONLY: copy it first.
@@ -25,6 +26,22 @@ import pytest
 from dfl.workspace import Workspace
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dfl_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The user's dfl folder ($DFL_HOME: the measured-precision cache) in a temporary folder for the whole
+    session, never the real ~/.dfl; one measurement per model configuration serves every test."""
+    import os
+
+    home = tmp_path_factory.mktemp("dfl_home")
+    old = os.environ.get("DFL_HOME")
+    os.environ["DFL_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("DFL_HOME", None)
+    else:
+        os.environ["DFL_HOME"] = old
 
 
 @pytest.fixture(scope="session")

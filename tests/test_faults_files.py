@@ -217,7 +217,7 @@ def test_demo_rerun_continues_its_model(demo_run_session, tmp_path: Path, dfl_ru
     assert "Traceback" not in res.err
     clear_line = next(ln for ln in res.out.splitlines() if ln.startswith("clear:"))
     assert "kept 1 model in model/" in clear_line, clear_line
-    assert "Resuming demo_Quick96" in res.out and "from iteration 1" in res.out
+    assert "train: demo_Quick96 is already at iteration 1 (--iterations 1): nothing to train" in res.out
     assert hashes(model) == before          # at its target already: continued, not retrained or removed
     assert ws.result.is_file()
 

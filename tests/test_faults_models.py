@@ -333,7 +333,7 @@ def test_damaged_state_is_marked_and_never_picked(ws: Path, dfl_run) -> None:
     assert _hashes(ws) == before
 
     out = _ok(dfl_run("train", "-w", ws, "--target-iter", "3", *FAST))
-    assert "Resuming other_SAEHD" in out and "base" not in out
+    assert "other_SAEHD is already at iteration 3 (--target-iter 3)" in out and "base" not in out
     out = _ok(dfl_run("merge", "-w", ws, "--non-interactive", "--device", "cpu"))
     assert "with other_SAEHD" in out and len(list((ws / "data_dst" / "merged").glob("*.png"))) == 6
     assert (ws / MODEL / ckpt.STATE).read_text() == "{"

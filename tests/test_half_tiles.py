@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from dfl.models import build_model
 from dfl.ops import half_tiles, winograd
 from dfl.training.objective import Objective
-from dfl.training.cpu import resolve_precision
+from dfl.precision import candidates, cpu_flags, emulation
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -125,12 +125,13 @@ def test_cpu_fp16_step_trains_and_an_overflowing_step_is_redone_in_float32():
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_auto_precision_picks_half_tiles_on_cpus_with_avx512_fp16():
-    cpu = torch.device("cpu")
-    fp16 = "processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 avx512_fp16\n"
-    amx = "processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 avx512_fp16 amx_bf16 amx_tile\n"
-    assert resolve_precision("auto", cpu, fp16) == "fp16"
-    assert resolve_precision("auto", cpu, amx) == "bf16"
-    assert resolve_precision("auto", cpu, "flags\t\t: fpu avx2\n") == "fp32"
-    assert resolve_precision("auto", cpu, "") == "fp32"
-    assert resolve_precision("fp16", cpu, "") == "fp16"
+def test_auto_times_only_the_precisions_the_cpu_does_natively():
+    fp16 = cpu_flags("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 avx512_fp16\n")
+    zen4 = cpu_flags("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 avx512_vnni\n")
+    old = cpu_flags("processor\t: 0\nflags\t\t: fpu avx2\n")
+    assert candidates("cpu", fp16) == ["fp32", "bf16", "fp16"]
+    assert candidates("cpu", zen4) == ["fp32", "bf16"]             # fp16 emulated there: not even timed
+    assert candidates("cpu", old) == ["fp32"]
+    assert candidates("cpu", set()) == ["fp32", "bf16", "fp16"]    # flags unknown (macOS, Windows): measure all
+    assert "AVX-512 FP16" in emulation("fp16", "cpu", zen4)
+    assert emulation("fp16", "cpu", fp16) is None and emulation("fp32", "cpu", old) is None

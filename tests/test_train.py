@@ -177,8 +177,9 @@ def test_cli_quick96_scripted_then_resumed(ws: Path) -> None:
     r = runner.invoke(cli, [*args, "--target-iter", "1"])
     assert r.exit_code == 0, r.output
     assert "Trained demo_Quick96 to iteration 1" in r.output
-    r = runner.invoke(cli, [*args, "--target-iter", "1"])   # resumes, already at the target
-    assert r.exit_code == 0 and "Resuming demo_Quick96" in r.output, r.output
+    r = runner.invoke(cli, [*args, "--target-iter", "1"])   # already at the target: said, nothing loaded
+    assert r.exit_code == 0 and "demo_Quick96 is already at iteration 1 (--target-iter 1): nothing to train" \
+        in r.output, r.output
     r = runner.invoke(cli, ["train", "--workspace", str(ws), "--list"])
     assert "demo (Quick96) iteration 1" in r.output
     r = runner.invoke(cli, ["model", "rename", "--workspace", str(ws), "demo", "demo2"])

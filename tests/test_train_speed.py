@@ -9,7 +9,6 @@ import torch
 
 from dfl.models.blocks import conv2d, dense
 from dfl.training.optim import AdaBelief, RMSprop, _FlatGroup
-from dfl.training.cpu import cpu_has_bf16
 
 
 def _params(seed: int = 0) -> list[torch.nn.Parameter]:
@@ -118,14 +117,6 @@ def test_lr_dropout_mask_keeps_each_element_with_probability(keep: float) -> Non
     # neighbours (which share one random draw) are independent
     both = float((m1[0:-1:2] * m1[1::2]).mean())
     assert abs(both - keep * keep) < 0.006
-
-
-def test_auto_precision_wants_amx_for_cpu_bf16() -> None:
-    avx512 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
-    amx = "processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n"
-    assert not cpu_has_bf16(avx512)
-    assert cpu_has_bf16(amx)
-    assert not cpu_has_bf16("")
 
 
 def test_preview_refresh_keeps_its_period_unless_it_would_cost_over_its_share() -> None:

@@ -33,7 +33,8 @@ FACE_TYPES = ("h", "mf", "f", "wf", "head", "half_face", "midfull_face", "full_f
 @click.option("--engine", type=click.Choice(ENGINES), default="torch", show_default=True,
               help="Run the model in PyTorch, or exported to ONNX in memory and run with onnxruntime.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
-              help="torch engine: auto = bf16 on CPUs with AMX and on CUDA GPUs that have it (fp16 on others), else fp32.")
+              help="torch engine: auto = the fastest whose faces agree with fp32, measured once per machine and "
+                   "model (cached in ~/.dfl); retune: measure again.")
 @click.option("--dfm", type=click.Path(dir_okay=False, path_type=Path),
               help="Swap with this .dfm file instead of a model (a dfl export, or DeepFaceLive's own).")
 @click.option("--face-type", type=click.Choice(FACE_TYPES),

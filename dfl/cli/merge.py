@@ -9,8 +9,10 @@ import click
 
 from dfl.cli import cli
 from dfl.cli.options import workspace_option
+from dfl.cli.picker import at_terminal
 from dfl.errors import DflError
 from dfl.merge.config import COLOR_TRANSFER_MODES, MASK_MODES, MODES, SHARPEN_MODES
+from dfl.precision import CHOICES as PRECISION_CHOICES
 from dfl.workspace import Workspace
 
 # CLI flag -> MergeConfig field
@@ -50,6 +52,35 @@ def find_model_folder(workspace: Workspace, model: str | None, name: str | None)
     if len(fit) > 1:
         click.echo(f"Several models fit; using the most recently saved: {fit[0].path.name}")
     return fit[0].path
+
+
+def _pick(workspace: Workspace, model: str | None) -> tuple[str | None, str | None]:
+    """DFL's picker among the face-swap models (``--model`` a type narrows it; a name skips it)."""
+    from dfl.cli.picker import pick_model
+    from dfl.models.registry import SWAP, model_names
+
+    swaps = model_names(SWAP)
+    mtype = next((t for t in swaps if model and t.lower() == model.lower()), None)
+    if model and mtype is None:
+        return None, model        # a model name: nothing to ask
+    name, mtype, _ = pick_model(workspace.model_dir, [mtype] if mtype else swaps, allow_new=False)
+    return name, mtype
+
+
+def refuse_inert(cfg, flags: dict, model_path: Path) -> None:
+    """Settings given on the command line that would do nothing (``--sharpen`` without ``--sharpen-mode``,
+    a setting the model does not take): one line, before anything is loaded."""
+    from dfl.merge.config import inert_settings
+    from dfl.models.registry import get_spec
+    from dfl.models.store import parse_folder_name
+
+    given = {FLAG_FIELDS[k] for k, v in flags.items() if v is not None and k in FLAG_FIELDS}
+    parsed = parse_folder_name(model_path.name)
+    defaults = get_spec(parsed[1]).merge_defaults if parsed else {}
+    why = inert_settings(cfg, given, defaults)
+    if why:
+        kind = f" ({parsed[1]})" if parsed else ""
+        raise DflError(f"{model_path.name}{kind}: " + "; ".join(why))
 
 
 def build_config(config_file: Path | None, flags: dict):
@@ -101,7 +132,7 @@ _SETTING_OPTIONS = [
 @cli.command("merge")
 @workspace_option
 @click.option("--model", "model", help="Model type (see `dfl train --help`) or model name.")
-@click.option("--name", help="Model name (model/<name>_<Model>/); default: the most recently saved.")
+@click.option("--name", help="Model name (model/<name>_<Model>/); default: pick at a terminal, else the most recently saved.")
 @click.option("--interactive/--non-interactive", default=None,
               help="Tune settings in a window (default where a display exists) or merge straight away.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
@@ -110,12 +141,15 @@ _SETTING_OPTIONS = [
 @click.option("--weights-dir", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Folder with DFL's FaceEnhancer.npy for super resolution; also $DFL_WEIGHTS; default ~/.dfl/weights.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1.")
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
+              help="Prediction precision; auto: the fastest whose faces agree with fp32, measured once per machine "
+                   "and model configuration (cached in ~/.dfl); retune: measure again.")
 @click.option("--batch", type=click.IntRange(1, 256), default=None, help="Frames predicted at once [GPU 16, CPU 4].")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Blend/write threads [all cores].")
 @click.option("--force", is_flag=True, help="Merge every frame again, even those merged with these settings.")
 @click.option("--new-session", is_flag=True, help="Interactive: start over instead of the saved per-frame settings.")
 def merge_command(workspace: Workspace, model: str | None, name: str | None, interactive: bool | None,
-                  config_file: Path | None, device: str, batch: int | None, workers: int | None, force: bool,
+                  config_file: Path | None, device: str, precision: str, batch: int | None, workers: int | None, force: bool,
                   new_session: bool, weights_dir: str | None, **flags) -> None:
     """Step 7: merge the learned face into data_dst/merged/ (and the masks into merged_mask/).
 
@@ -130,7 +164,10 @@ def merge_command(workspace: Workspace, model: str | None, name: str | None, int
     if cfg.needs_xseg:
         raise DflError(f"--mask-mode {cfg.mask_mode}: XSeg mask modes need a trained XSeg model, which this "
                        "version cannot load yet; use a learned-* mask mode")
+    if name is None and interactive is not False and at_terminal():
+        name, model = _pick(workspace, model)
     model_path = find_model_folder(workspace, model, name)
+    refuse_inert(cfg, flags, model_path)
     if interactive is None or interactive:
         ok, why = inter.display_available()
         if not ok:
@@ -140,9 +177,10 @@ def merge_command(workspace: Workspace, model: str | None, name: str | None, int
         else:
             interactive = True
     enhancer = face_enhancer(weights_dir, device, required=cfg.super_resolution_power != 0)
-    ctx = merge_frames.prepare_merge(workspace, model_path, device=device)
+    ctx = merge_frames.prepare_merge(workspace, model_path, device=device, precision=precision)
     click.echo(f"Merging {len(ctx.infos)} frames with {model_path.name} "
-               f"(iteration {ctx.model_info.get('iteration', 0)}) on {ctx.device_type}")
+               f"(iteration {ctx.model_info.get('iteration', 0)}) on {ctx.device_type} "
+               f"({ctx.model_info.get('precision', 'fp32')})")
     if interactive:
         session_path = model_path / inter.SESSION_NAME
         if new_session and session_path.is_file():

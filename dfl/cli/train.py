@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from dfl.cli import cli
 from dfl.cli.options import ModelsHelp, ModelType, workspace_option
+from dfl.cli.picker import at_terminal, pick_model
+from dfl.interrupt import Interrupted
+from dfl.text import plural
+from dfl.precision import CHOICES as PRECISION_CHOICES
 from dfl.workspace import Workspace
 
 MODEL_CHOICES = ModelType()
@@ -28,9 +31,10 @@ MODEL_CHOICES = ModelType()
               help="Ask nothing: options not in --config take their defaults (implied without a terminal).")
 @click.option("--change-options", is_flag=True, help="On resume, ask again the options that may change.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
-              help="Autocast precision over fp32 weights; auto: bf16 on GPUs and on CPUs with AMX, fp16 on CPUs "
-                   "with AVX-512 FP16 (float16 Winograd tiles only), else fp32.")
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
+              help="Compute precision over fp32 weights (CPU fp16: float16 Winograd tiles only). auto: the "
+                   "fastest whose loss agrees with fp32, measured once per machine and model configuration "
+                   "(a few steps each, cached in ~/.dfl); retune: measure again.")
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True, help="NHWC memory layout.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model on a GPU (slow start, faster steps); ignored on the CPU.")
 @click.option("--autosave-minutes", type=float, default=25.0, show_default=True)
@@ -62,6 +66,12 @@ def train_cmd(workspace: Workspace, model_type: str | None, name: str | None, ta
     if list_only:
         _echo_models(workspace)
         return
+    interactive = not non_interactive and at_terminal()
+    if name is None and interactive:   # DFL's picker; without a terminal: the most recent model
+        from dfl.models.registry import model_names
+
+        name, model_type, _ = pick_model(workspace.model_dir, [model_type] if model_type else model_names(),
+                                         allow_new=True, new_type=model_type)
     req = SessionRequest(
         model_dir=workspace.model_dir,
         src_dir=src_faces or workspace.aligned_dir("src"),
@@ -69,7 +79,7 @@ def train_cmd(workspace: Workspace, model_type: str | None, name: str | None, ta
         model_type=model_type, name=name,
         config=load_config(config_file) if config_file else {},
         # no terminal (scripts, CI, nohup) means nobody to answer: defaults, as with --non-interactive
-        interactive=not non_interactive and sys.stdin.isatty(), change_options=change_options,
+        interactive=interactive, change_options=change_options,
         pretrain_dir=pretrain_faces,
     )
     workspace.model_dir.mkdir(parents=True, exist_ok=True)
@@ -77,10 +87,28 @@ def train_cmd(workspace: Workspace, model_type: str | None, name: str | None, ta
                     compile=compile_, autosave_minutes=autosave_minutes, backup_every=backup_every,
                     keep_backups=keep_backups, preview_seconds=preview_seconds, preview_window=preview_window,
                     workers=workers, seed=seed)
-    result, path = train(req, settings, time_limit_s=60 * time_limit or None)
+    try:
+        result, path = train(req, settings, time_limit_s=60 * time_limit or None)
+    except Interrupted as stop:   # Ctrl+C or SIGTERM: saved; say where, not "Aborted."
+        r = stop.partial
+        click.echo(summary_line(r, r.path or workspace.model_dir, stop=True))
+        stop.message = (f"train: stopped by {'SIGTERM' if stop.terminated else 'Ctrl+C'} at iteration {r.iteration}"
+                        f" (saved); run the same command again to continue")
+        raise
+    if not result.saved and result.steps == 0:
+        click.echo(f"{path.name} is already at iteration {result.iteration} (--target-iter {target_iter}): "
+                   "nothing to train; give a higher --target-iter, or 0 to train until Ctrl+C")
+        return
+    click.echo(summary_line(result, path))
+
+
+def summary_line(result, path: Path, stop: bool = False) -> str:
+    """What a run did: iterations, their real average time, the losses and where the model is saved."""
     losses = " ".join(f"{k} {v:.4f}" for k, v in result.losses.items())
-    click.echo(f"Trained {path.name} to iteration {result.iteration} ({result.ms_per_iter:.0f} ms/iteration, "
-               f"data wait {100 * result.data_wait_share:.0f}%; {losses}); saved in {path}")
+    ran = f"{plural(result.steps, 'iteration')} this run, {result.ms_per_iter:.0f} ms/iteration" if result.steps \
+        else "no iteration this run"
+    return (f"{'Stopped' if stop else 'Trained'} {path.name} {'at' if stop else 'to'} iteration {result.iteration} "
+            f"({ran}, data wait {100 * result.data_wait_share:.0f}%{'; ' + losses if losses else ''}); saved in {path}")
 
 
 def _echo_models(workspace: Workspace) -> None:

@@ -32,11 +32,12 @@ from dfl.live.source import FrameSource, StreamInfo
 from dfl.live.window import LiveControls, LiveUI, OpenCVLiveWindow, RateMeter, draw_overlay
 from dfl.merge.config import MergeConfig
 from dfl.merge.face import FaceEnhancerFunc, Predictor
+from dfl.precision import CHOICES
 from dfl.timing import StageTimes
 from dfl.trash import move_to_trash
 
 ENGINES = ("torch", "onnx")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = CHOICES   # auto, retune, fp32, bf16, fp16
 LIVE_PRESET = "superfast"  # x264 preset for written streams: 19 vs 29 CPU ms per 720p frame for veryfast, files ~1.3x
 
 
@@ -115,30 +116,16 @@ def open_predictor(req: LiveRequest, threads: int, notify: Callable[[str], None]
         return predictor, f"onnxruntime ({ort_device}, {req.model_path.name})"
     from dfl.merge.face import ModelPredictor
 
+    from dfl.merge.precision import cast_model, inference_precision
+
+    if req.precision not in PRECISIONS:
+        raise DflError(f"--precision {req.precision}: one of {', '.join(PRECISIONS)}")
     trained = load_trained(req.model_path, dev, notify)
-    precision = inference_precision(req.precision, dev)
-    if precision != "fp32":
-        trained.model.to(torch.bfloat16 if precision == "bf16" else torch.float16)
-    return ModelPredictor(trained.model, dev), f"torch ({dev.type}, {precision}, {req.model_path.name})"
-
-
-def inference_precision(precision: str, device: torch.device) -> str:
-    """``auto``: bf16 where the hardware multiplies it fast (CPUs with AMX, CUDA GPUs that have it), fp16 on
-    other CUDA GPUs, else fp32.  Swapping in bf16 changes the [0, 1] outputs by about 2e-3 (half a step
-    of an 8-bit pixel) and took Quick96 from 88 to 41 CPU ms per face on a Xeon with AMX."""
-    if precision not in PRECISIONS:
-        raise DflError(f"--precision {precision}: one of {', '.join(PRECISIONS)}")
-    if precision != "auto":
-        if precision != "fp32" and device.type not in ("cpu", "cuda"):
-            raise DflError(f"--precision {precision}: only on the CPU or CUDA")
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu":
-        from dfl.training.cpu import cpu_has_bf16
-
-        return "bf16" if cpu_has_bf16() else "fp32"
-    return "fp32"
+    precision = req.precision
+    if precision != "fp32":   # auto: measured on the faces a frame brings (one) and cached
+        precision = inference_precision(precision, trained.model, trained.options, dev, 1, notify)
+    return ModelPredictor(cast_model(trained.model, precision), dev), \
+        f"torch ({dev.type}, {precision}, {req.model_path.name})"
 
 
 def make_tracker(req: LiveRequest, times: StageTimes):

@@ -51,6 +51,29 @@ ALIASES: dict[str, str] = {
     "super_resolution": "super_resolution_power", "morph": "morph_value",
 }
 """The ``dfl merge`` flag names, accepted in config files too."""
+HIST_MATCH_MODES = ("hist-match", "seamless-hist-match")
+MODEL_SETTINGS = ("morph_value",)
+"""Settings a model takes only when its spec's ``merge_defaults`` name them (e.g. a model that morphs)."""
+
+
+def inert_settings(cfg: "MergeConfig", given: set[str], model_defaults: Mapping[str, Any]) -> list[str]:
+    """Why each setting in ``given`` (field names the user set) does nothing with the other settings or for
+    the model (``model_defaults``: its spec's merge defaults): a flag that changes nothing is a mistake to
+    say, not to ignore."""
+    why = []
+    if "blursharpen_amount" in given and cfg.blursharpen_amount and cfg.sharpen_mode == "none":
+        why.append("blursharpen_amount (--sharpen) does nothing with sharpen_mode none: give --sharpen-mode box "
+                   "or gaussian")
+    flag = {field: f"--{alias.replace('_', '-')}" for alias, field in ALIASES.items()}
+    for name in MODEL_SETTINGS:
+        if name in given and name not in model_defaults:
+            why.append(f"{name} ({flag.get(name, name)}) does nothing for this model (only models that declare "
+                       "it in their merge defaults use it)")
+    hist = sorted(given & {"hist_match_threshold", "masked_hist_match"})
+    if hist and cfg.mode not in HIST_MATCH_MODES:
+        why.append(f"{', '.join(hist)} only apply in mode {' or '.join(HIST_MATCH_MODES)}, not {cfg.mode}")
+    return why
+
 
 def _clip(v: float, name: str) -> Any:
     lo, hi = RANGES[name]

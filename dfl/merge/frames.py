@@ -329,21 +329,27 @@ class MergeContext:
         return f"{self.model_info.get('name')}@{self.model_info.get('iteration', 0)}"
 
 
-def load_predictor(model_path: Path, device: str = "auto") -> tuple[Predictor, dict[str, object], str, str]:
-    """(predictor, model identity, device type, model type) for a model folder."""
+def load_predictor(model_path: Path, device: str = "auto", precision: str = "fp32"
+                   ) -> tuple[Predictor, dict[str, object], str, str]:
+    """(predictor, model identity, device type, model type) for a model folder; ``precision``: fp32, bf16,
+    fp16, or auto/retune (measured, :mod:`dfl.merge.precision`)."""
     from dfl.device import pick_device, use_all_cores
     from dfl.merge.face import ModelPredictor
+    from dfl.merge.precision import cast_model, inference_precision
     from dfl.models.store import load_model
 
     dev = pick_device(device)
     if dev.type == "cpu":
         use_all_cores()
-    model, _options, state = load_model(Path(model_path), dev, notify=tqdm.write)
-    return ModelPredictor(model, dev), model_identity(Path(model_path), state), dev.type, \
-        str(getattr(model, "model_type", ""))
+    model, options, state = load_model(Path(model_path), dev, notify=tqdm.write)
+    if precision != "fp32":
+        precision = inference_precision(precision, model, options, dev, default_batch(dev.type), tqdm.write)
+    info = model_identity(Path(model_path), state)
+    info["precision"] = precision
+    return ModelPredictor(cast_model(model, precision), dev), info, dev.type, str(getattr(model, "model_type", ""))
 
 
-def prepare_merge(workspace: Workspace, model_path: Path | None, *, device: str = "auto",
+def prepare_merge(workspace: Workspace, model_path: Path | None, *, device: str = "auto", precision: str = "fp32",
                   predictor: Predictor | None = None, model_info: Mapping[str, object] | None = None,
                   alignments: Mapping[str, list[np.ndarray]] | None = None) -> MergeContext:
     """Find the dst frames and their faces and load the model (or take ``predictor``)."""
@@ -360,7 +366,7 @@ def prepare_merge(workspace: Workspace, model_path: Path | None, *, device: str 
     if predictor is None:
         if model_path is None:
             raise DflError("merge: no model given")
-        predictor, info, dev_type, model_type = load_predictor(Path(model_path), device)
+        predictor, info, dev_type, model_type = load_predictor(Path(model_path), device, precision)
         info["model_type"] = model_type
         model_info = info
         from dfl.models.registry import get_spec

@@ -134,6 +134,11 @@ class ModelSpec:
     def option(self, name: str) -> OptionSpec | None:
         return next((s for s in self.options if s.name == name), None)
 
+    def shape_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The options fixed when the model was created (``changeable=False``): they shape its networks, so
+        they, with the batch size, say what a step costs (the measured precision is cached per these)."""
+        return {s.name: options.get(s.name) for s in self.options if not s.changeable}
+
     def known_options(self) -> set[str]:
         """Names a config file may give: the declared options and a preset's fixed values."""
         return {s.name for s in self.options} | set(self.fixed)

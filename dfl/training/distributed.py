@@ -57,3 +57,12 @@ def _sync_grads_on_backward(params: list[torch.nn.Parameter], world: int) -> Non
 
     for p in params:
         p.register_post_accumulate_grad_hook(hook)
+
+
+def broadcast_choice(choice: str) -> str:
+    """The first process's ``choice`` (e.g. the measured precision), the same in every process."""
+    import torch.distributed as dist
+
+    box = [choice]
+    dist.broadcast_object_list(box, src=0)
+    return str(box[0])

@@ -14,11 +14,11 @@ from typing import Any
 import click
 
 from dfl.errors import DflError
+from dfl.interrupt import Interrupted
 from dfl.models import store
-from dfl.models.registry import get_spec, model_names
+from dfl.models.registry import get_spec
 from dfl.training import prompts
 from dfl.training.distributed import dist_info
-from dfl.training.history import history_mean
 from dfl.training.trainer import Trainer, TrainResult, TrainSettings
 
 
@@ -38,10 +38,10 @@ class SessionRequest:
 
 
 def choose_model(req: SessionRequest) -> tuple[str, str, bool]:
-    """(name, model_type, exists): by name, or DFL's picker when no name was given.
+    """(name, model_type, exists): by name, else the most recently saved usable model (at a terminal the
+    CLI asks first with DFL's picker, :mod:`dfl.cli.picker`, and passes the name).
 
-    A named model is found damaged or not (a folder holding weights is never taken for a new model);
-    the picker offers only models that load as they are.
+    A named model is found damaged or not (a folder holding weights is never taken for a new model).
     """
     model_type = get_spec(req.model_type).name if req.model_type else None
     if not req.name and model_type and get_spec(model_type).default_name:   # DFL asks XSeg no name
@@ -57,26 +57,11 @@ def choose_model(req: SessionRequest) -> tuple[str, str, bool]:
     listed = [m for m in store.list_models(req.model_dir) if model_type in (None, m.model_type)]
     models = [m for m in listed if not m.damaged]
     damaged = [m for m in listed if m.damaged]
-    if not req.interactive:
-        if models:
-            return models[0].name, models[0].model_type, True
-        if damaged:
-            raise DflError(f"{req.model_dir}: no usable model; {damaged[0].describe_damage()}")
-        raise DflError(f"{req.model_dir}: no saved model; give --name (and --model) to create one")
-    if model_type is None:
-        raise DflError(f"--model: which model to train ({', '.join(model_names())})")
-    click.echo("Choose one of the saved models, or enter a name to create a new model.")
-    for i, m in enumerate(models):
-        click.echo(f"[{i}] : {m.name} ({m.model_type})" + (" - latest" if i == 0 else ""))
-    for m in damaged:
-        click.echo(f"[-] : {m.name} ({m.model_type}) damaged: {m.problem}")
-    answer = click.prompt("", default="0" if models else "new", show_default=False).strip()
-    if answer.isdigit() and int(answer) < len(models):
-        m = models[int(answer)]
-        return m.name, m.model_type, True
-    store.check_name(answer)
-    info = store.find_model(req.model_dir, answer, model_type)
-    return (answer, model_type, info is not None)
+    if models:
+        return models[0].name, models[0].model_type, True
+    if damaged:
+        raise DflError(f"{req.model_dir}: no usable model; {damaged[0].describe_damage()}")
+    raise DflError(f"{req.model_dir}: no saved model; give --name (and --model) to create one")
 
 
 @dataclass
@@ -153,6 +138,9 @@ def train(req: SessionRequest, settings: dict[str, Any],
                        "use --target-iter")
     name, model_type, exists = choose_model(req)
     path = store.model_path(req.model_dir, name, model_type)
+    reached = target_reached(req, path, exists, int(settings.get("target_iter") or 0))
+    if reached is not None:
+        return TrainResult(reached, {}, 0.0, 0.0, saved=False), path
     lock = store.lock_model(path) if rank == 0 else contextlib.nullcontext()
     with lock:
         try:
@@ -164,6 +152,17 @@ def train(req: SessionRequest, settings: dict[str, Any],
         if time_limit_s:
             return run_with_time_limit(trainer, time_limit_s), path
         return trainer.run(), path
+
+
+def target_reached(req: SessionRequest, path: Path, exists: bool, target: int) -> int | None:
+    """The saved iteration when it is already at or past ``target`` and nothing else was asked (no option
+    changes): then there is nothing to train, said before anything is loaded (DFL: "Model already trained to
+    target iteration").  None otherwise."""
+    if not (exists and target) or req.config or req.change_options or store.diagnose(path) is not None:
+        return None   # options to change, or a damaged model to repair: the session does its work
+    state = store.read_json(path, store.STATE)
+    iteration = state.get("iteration") if isinstance(state, dict) else None
+    return int(iteration) if isinstance(iteration, int) and iteration >= target else None
 
 
 def _start(req: SessionRequest, settings: dict[str, Any], model_type: str, path: Path, exists: bool,
@@ -193,30 +192,26 @@ def run_with_time_limit(trainer: Trainer, seconds: float) -> TrainResult:
     """
     import time
 
-    start = time.perf_counter()
-    deadline = start + max(0.0, float(seconds))
+    deadline = time.perf_counter() + max(0.0, float(seconds))
     user_callback = trainer.s.on_iteration
-    stamps: list[float] = []
     timed_out = False
 
     def on_iteration(it: int, losses: dict[str, float]) -> None:
         nonlocal timed_out
         if user_callback is not None:
             user_callback(it, losses)
-        stamps.append(time.perf_counter())
-        if stamps[-1] >= deadline:
+        if time.perf_counter() >= deadline:
             timed_out = True
             raise KeyboardInterrupt
 
     trainer.s.on_iteration = on_iteration
     try:
         return trainer.run()
-    except KeyboardInterrupt:
+    except Interrupted as stop:
         if not timed_out:
             raise
+        result = stop.partial
     finally:
         trainer.s.on_iteration = user_callback
-    steps = [b - a for a, b in zip([start, *stamps], stamps)][1:] or [stamps[-1] - start]  # 1st: start-up
     trainer._echo(f"time limit of {seconds / 60:g} min reached at iteration {trainer.state['iteration']}")
-    return TrainResult(int(trainer.state["iteration"]), history_mean(trainer.state["loss_history"], 50),
-                       1000 * sum(steps[-100:]) / len(steps[-100:]), 0.0, True, trainer.state["loss_history"])
+    return result

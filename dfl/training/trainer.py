@@ -21,14 +21,17 @@ import torch
 
 from dfl.atomic import atomic_write_bytes
 from dfl.errors import DflError
+from dfl.interrupt import Interrupted, sigterm_as_interrupt
 from dfl.models import store
 from dfl.models.registry import BatchSource, DataRequest, create_model, get_spec
 from dfl.samples import default_workers
 from dfl.training import distributed
-from dfl.training.cpu import resolve_precision, setup_cpu_training
+from dfl.precision import PRECISIONS, emulation
+from dfl.training.cpu import setup_cpu_training
 from dfl.training.history import history_append, history_mean, history_png
 from dfl.training.memory import check_fits
 from dfl.training.objective import Objective
+from dfl.training.precision import training_precision
 from dfl.training.previews import PreviewWindow, preview_grid, preview_period, write_png
 
 
@@ -65,6 +68,9 @@ class TrainResult:
     data_wait_share: float
     saved: bool = True
     history: dict[str, Any] = field(default_factory=dict)
+    steps: int = 0                 # iterations trained by this run
+    path: Path | None = None       # the model folder
+    seconds: float = 0.0           # their wall time (previews and autosaves between them included)
 
 
 class Trainer:
@@ -84,16 +90,28 @@ class Trainer:
         self.device = distributed.training_device(settings.device, self.world, local_rank)
         if self.device.type == "cpu":
             setup_cpu_training()
-        self.precision = resolve_precision(settings.precision, self.device)
         if settings.seed is not None:
             torch.manual_seed(settings.seed + self.rank)
-        check_fits(settings.model_type, self.options, self.device, self.precision, settings.model_path)
+        # the memory check comes before anything is built; a measured choice is checked again below
+        guess = settings.precision if settings.precision in PRECISIONS else "bf16"
+        check_fits(settings.model_type, self.options, self.device, guess, settings.model_path)
         self.model = create_model(settings.model_type, dict(self.options))
         self.model.to(self.device)
-        channels_last = settings.channels_last and self.device.type in ("cpu", "cuda")
-        self.objective = Objective(self.model, self.options, precision=self.precision, channels_last=channels_last)
         if weights is not None:
             store.load_weights(self.model.networks, weights, settings.model_path)
+        self.channels_last = settings.channels_last and self.device.type in ("cpu", "cuda")
+        self.data = self._load_faces()
+        self._first_batch: dict[str, Any] | None = None   # the batch precision was measured on: trained first
+        try:
+            self.precision = self._choose_precision()
+        except BaseException:
+            self.data.close()   # no sample workers left behind by a failed or interrupted measurement
+            raise
+        if self.precision != guess:
+            check_fits(settings.model_type, self.options, self.device, self.precision, settings.model_path)
+        self.objective = Objective(self.model, self.options, precision=self.precision,
+                                   channels_last=self.channels_last)
+        if weights is not None:
             fresh = store.load_weights(self.objective.discriminators, weights, settings.model_path, optional=True)
             if fresh:
                 self._echo(f"new networks (starting from scratch): {', '.join(fresh)}")
@@ -112,7 +130,27 @@ class Trainer:
             # Quick96 crashed in the compiled code after 9 minutes
             self._echo("--compile is ignored on the CPU: there it was slower than without it (and crashed)")
         self.model.train()
-        self.data = self._load_faces()
+
+    def _choose_precision(self) -> str:
+        """``--precision``: forced, or measured on this run's first batch (:mod:`dfl.training.precision`);
+        under torchrun the first process decides for all."""
+        requested = self.s.precision
+        if requested in PRECISIONS and self.world == 1:
+            if emulation(requested, self.device.type) is None:
+                return requested
+        choice = requested
+        if self.rank == 0:
+            self._first_batch = self.data.next()
+            choice = training_precision(requested, self.model, self.options, self._first_batch, self.device,
+                                        self.channels_last, self._echo)
+        if self.world > 1:
+            choice = distributed.broadcast_choice(choice)
+        return choice
+
+    def next_batch(self) -> dict[str, Any]:
+        """The next training batch (first the one the precision was measured on)."""
+        batch, self._first_batch = self._first_batch, None
+        return batch if batch is not None else self.data.next()
 
     def _load_faces(self) -> BatchSource:
         """The model's batches (its spec's ``training_data``): the faces are read now, so unreadable ones
@@ -189,30 +227,30 @@ class Trainer:
                    f"{f', {self.world} processes' if self.world > 1 else ''}), batch {self.batch_size}, "
                    f"from iteration {it0}" + (f" to {target}" if target else ""))
         loop = _Loop(self, preview_batch, window, t_start)
-        interrupted = False
-        old_term = _term_as_interrupt()
+        stop: KeyboardInterrupt | None = None
         try:
-            if target and it0 >= target:
-                self._echo(f"already at iteration {it0} (target {target})")
-            while not target or self.state["iteration"] < target:
-                if loop.step(target):
-                    break
-        except KeyboardInterrupt:
-            interrupted = True
+            with sigterm_as_interrupt():   # SIGTERM (kill, timeout, a container stop) saves like Ctrl+C
+                if target and it0 >= target:
+                    self._echo(f"already at iteration {it0} (target {target})")
+                while not target or self.state["iteration"] < target:
+                    if loop.step(target):
+                        break
+        except KeyboardInterrupt as exc:
+            stop = exc
         finally:
-            _restore_term(old_term)
             loop.bar.close()
             data.close()
             if window is not None:
                 window.close()
         if loop.step_times or self.options_changed:
             self.save(backup=loop.final_backup, preview_batch=preview_batch)
-        elapsed = time.perf_counter() - t_start
-        ms = 1000 * float(np.mean(loop.step_times[-100:])) if loop.step_times else 0.0
-        result = TrainResult(int(self.state["iteration"]), history_mean(hist, 50), ms,
-                             data.wait_s / max(elapsed, 1e-9), True, hist)
-        if interrupted:
-            raise KeyboardInterrupt
+        steps = len(loop.step_times)
+        seconds = loop.last_end - loop.first_start if steps else 0.0   # this run's iterations, wall time
+        result = TrainResult(int(self.state["iteration"]), history_mean(hist, 50), 1000 * seconds / max(steps, 1),
+                             data.wait_s / max(seconds, 1e-9), True, hist, steps=steps, seconds=seconds,
+                             path=s.model_path)
+        if stop is not None:   # saved above: the CLI prints this summary instead of "Aborted."
+            raise Interrupted.from_stop(stop, result) from None
         return result
 
 
@@ -228,6 +266,7 @@ class _Loop:
         self.last_save = self.last_preview = self.last_log = start
         self.preview_every = s.preview_seconds
         self.step_times: list[float] = []
+        self.first_start = self.last_end = 0.0   # wall clock of this run's first step and the end of its last
         self.wait0 = 0.0
         self.final_backup = False
         target = int(s.target_iter or 0)
@@ -238,11 +277,14 @@ class _Loop:
         """One iteration and what is due after it; True when the user asked to stop (preview window)."""
         t, s = self.t, self.t.s
         t0 = time.perf_counter()
-        batch = t.data.next()
+        if not self.step_times:
+            self.first_start = t0
+        batch = t.next_batch()
         losses = t.objective.train_step(batch)
         t.state["iteration"] += 1
         it = t.state["iteration"]
         self.step_times.append(time.perf_counter() - t0)
+        self.last_end = time.perf_counter()
         history_append(t.state["loss_history"], it, losses)
         self.bar.update(1)
         if s.on_iteration is not None:
@@ -262,6 +304,7 @@ class _Loop:
         elif backup_due or now - self.last_save >= s.autosave_minutes * 60:
             t.save(backup=backup_due)
             self.last_save = time.perf_counter()
+        self.last_end = time.perf_counter()
         return self.window is not None and self.window.quit_requested()
 
     def _log(self, it: int, losses: dict[str, float], now: float) -> None:
@@ -274,24 +317,3 @@ class _Loop:
                 + (f"[fp32 retries {retries}]" if retries else "")
                 + "".join(f"[{k} {v:.4f}]" for k, v in losses.items()))
         self.bar.set_postfix({k: f"{v:.4f}" for k, v in list(losses.items())[:2]}, refresh=False)
-
-
-def _term_as_interrupt() -> Any:
-    """SIGTERM (``kill``, ``timeout``, a container stop) saves like Ctrl+C instead of dying unsaved."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
-        return None
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    return signal.signal(signal.SIGTERM, handler)
-
-
-def _restore_term(old: Any) -> None:
-    import signal
-
-    if old is not None:
-        signal.signal(signal.SIGTERM, old)

@@ -20,7 +20,8 @@ from dfl.models.store.backups import make_backup, restore_backup
 from dfl.models.store.layout import (BACKUPS_DIR, COMPLETE, LOCK, OPTIMIZER, OPTIONS, PREVIEWS, RECORD_PREFIX,
                                      SAVED_FILES, SAVING_DIR, STATE, WEIGHTS, check_name, list_backups,
                                      model_path, parse_folder_name, read_json, read_options)
-from dfl.models.store.listing import ModelInfo, diagnose, find_model, holds_model_files, list_models, repair_hint
+from dfl.models.store.listing import (ModelInfo, diagnose, find_model, holds_model_files, last_saved, list_models,
+                                      repair_hint)
 from dfl.models.store.ownership import delete_model, lock_model, remove_if_unused, rename_model
 from dfl.models.store.reading import Checkpoint, load_model, load_weights, read_checkpoint
 from dfl.models.store.record import read_weights_header, recover_state, save_record, weights_record

@@ -49,7 +49,7 @@ def list_models(model_dir: Path) -> list[ModelInfo]:
         if parsed and holds_model_files(p):
             problem = diagnose(p)
             found.append(ModelInfo(parsed[0], parsed[1], p, problem, repair_hint(p, parsed[0], parsed[1], problem)))
-    found.sort(key=lambda m: _mtime(m.path), reverse=True)
+    found.sort(key=lambda m: last_saved(m.path), reverse=True)
     return found
 
 
@@ -105,7 +105,8 @@ def repair_hint(path: Path, name: str, model_type: str, problem: str | None) -> 
     return restore or f"no backup to recover it from; `dfl model delete {name}` moves it to the trash"
 
 
-def _mtime(path: Path) -> float:
+def last_saved(path: Path) -> float:
+    """When the model in ``path`` was last saved (its newest saved file's mtime; 0 when none)."""
     newest = 0.0
     for name in (STATE, OPTIONS, WEIGHTS):
         f = resolve(path, name)
