@@ -144,6 +144,7 @@ def test_cpu_kernels_only_behind_the_models() -> None:
 NOT_BELOW = {
     "dfl.ops": ("dfl.models", "dfl.samples", "dfl.training", "dfl.merge", "dfl.interop", "dfl.cli"),
     "dfl.samples": ("dfl.models", "dfl.training", "dfl.merge", "dfl.interop", "dfl.cli"),
+    "dfl.mask_samples": ("dfl.models", "dfl.training", "dfl.merge", "dfl.xseg", "dfl.interop", "dfl.cli"),
     "dfl.models": ("dfl.training", "dfl.merge", "dfl.interop", "dfl.cli", "dfl.demo_run"),
     "dfl.training": ("dfl.merge", "dfl.interop", "dfl.cli", "dfl.demo_run"),
     "dfl.merge": ("dfl.training", "dfl.interop", "dfl.cli", "dfl.demo_run"),

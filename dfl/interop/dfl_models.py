@@ -74,8 +74,9 @@ def map_options(spec: ModelSpec, dfl_options: dict[str, Any]) -> tuple[dict[str,
     return mapped, dropped
 
 
-def loss_history(rows: Any, max_points: int) -> dict[str, Any]:
-    """DFL's per-iteration ``[src, dst]`` rows as dfl's history (``names``/``iters``/``values``).
+def loss_history(rows: Any, max_points: int, columns: tuple[str, ...] = LOSS_NAMES) -> dict[str, Any]:
+    """DFL's per-iteration loss rows (``columns``: ``[src, dst]`` for the face-swap models) as dfl's history
+    (``names``/``iters``/``values``).
 
     Row ``i`` is iteration ``i + 1``.  Longer histories are averaged over runs of 2^k rows (the last
     iteration of each run names it) so at most ``max_points`` remain, as dfl's own history thins.
@@ -86,7 +87,7 @@ def loss_history(rows: Any, max_points: int) -> dict[str, Any]:
     if arr.ndim != 2:
         raise ValueError(f"loss history rows of shape {arr.shape}")
     n, cols = arr.shape
-    names = list(LOSS_NAMES[:cols]) + [f"loss_{i}" for i in range(len(LOSS_NAMES), cols)]
+    names = list(columns[:cols]) + [f"loss_{i}" for i in range(len(columns), cols)]
     step = 1
     while -(-n // step) > max_points:
         step *= 2

@@ -1,8 +1,8 @@
-"""``dfl model import``: a DeepFaceLab model folder's SAEHD, AMP and Quick96 models as dfl models.
+"""``dfl model import``: a DeepFaceLab model folder's SAEHD, AMP, Quick96 and XSeg models as dfl models.
 
 DFL keeps every model of a workspace flat in ``workspace/model/``: ``<name>_<Type>_data.dat`` (iteration,
 options, loss history) beside one ``<name>_<Type>_<network>.npy`` per network.  :func:`scan` lists what a
-folder holds (also XSeg models and the generic XSeg weights); :func:`import_model` reads one model with
+folder holds (also the generic XSeg weights, imported as an XSeg at iteration 0); :func:`import_model` reads one model with
 the restricted unpickler, maps its options onto dfl's names, loads every network (each variable checked
 against dfl's network) and the optimisers' moments, and writes a dfl model through the model store's save,
 with DFL's iteration count and loss history, so ``dfl train`` continues from there and ``dfl merge`` uses it.
@@ -26,7 +26,7 @@ import numpy as np
 from dfl.atomic import make_temp_dir, remove_stale_temp_dirs
 from dfl.errors import DflError
 from dfl.interop.dfl_models import loss_history, map_options, plain
-from dfl.models.registry import ModelSpec, find_spec, list_specs
+from dfl.models.registry import SWAP, ModelSpec, find_spec, list_specs
 
 DATA_SUFFIX = "_data.dat"
 XSEG_WEIGHTS = "XSeg_256.npy"
@@ -61,7 +61,11 @@ class DflModel:
         return self.spec is not None
 
     def file(self, network: str) -> Path:
-        return self.folder / f"{self.prefix}_{network}.npy"
+        """DFL's file of a dfl network or optimiser (its spec's ``dfl_import.files`` where DFL names it
+        otherwise: XSeg's network is ``XSeg_256.npy``)."""
+        spec = self.spec
+        stem = spec.dfl_import.files.get(network, network) if spec is not None and spec.dfl_import else network
+        return self.folder / f"{self.prefix}_{stem}.npy"
 
     def networks(self) -> list[str]:
         spec = self.spec
@@ -135,7 +139,7 @@ def describe(model: DflModel) -> str:
         what = "generic XSeg weights" if model.dat is None else f"trained XSeg, iteration {model.iteration}"
         ft = model.options.get("face_type")
         return (f"{head} mask model ({what}{', face type ' + str(ft) if ft else ''}; {XSEG_WEIGHTS}): "
-                f"dfl's XSeg masking loads it with the XSeg commands")
+                f"importable (--name XSeg), or used as it is by dfl xseg apply")
     o = model.options
     spec = model.spec
     if spec is None:
@@ -176,9 +180,9 @@ def pick(models: list[DflModel], name: str | None, where: Path) -> DflModel:
                            f"give <name>_<Model>")
         model = hits[0]
     else:
-        candidates = [m for m in models if m.importable]
-        if not candidates and any(m.model_type == "XSeg" for m in models):
-            candidates = [m for m in models if m.model_type == "XSeg"][:1]   # refused below, with why
+        importable = [m for m in models if m.importable]
+        # a DFL workspace usually holds a face-swap model and an XSeg: without --name, the face-swap model
+        candidates = [m for m in importable if m.spec.kind == SWAP] or importable
         if not candidates:
             raise DflError(f"{where}: no {importable_names().replace(' and ', ' or ')} model here (DFL keeps them as "
                            f"<name>_<Model>{DATA_SUFFIX} with its .npy files in workspace/model)")
@@ -187,9 +191,6 @@ def pick(models: list[DflModel], name: str | None, where: Path) -> DflModel:
         model = candidates[0]
     if model.error:
         raise DflError(model.error)
-    if model.model_type == "XSeg":
-        raise DflError(f"{model.folder / XSEG_WEIGHTS}: an XSeg mask model is used by dfl's XSeg commands "
-                       f"(dfl.interop.xseg.load_dfl_xseg), not imported as a face-swap model")
     if not model.importable:
         raise DflError(f"{model.dat}: a DFL {model.model_type} model; dfl imports {importable_names()}")
     return model
@@ -304,11 +305,12 @@ def import_model(source: Path, model_dir: Path, name: str | None = None, new_nam
     networks, objective, carried = _networks(model, options)
     opt_state, opts_carried = _optimizer_state(model, networks, objective)
     try:
-        history = loss_history(model.loss_rows, HISTORY_MAX_POINTS)
+        history = loss_history(model.loss_rows, HISTORY_MAX_POINTS, model.spec.dfl_import.loss_names)
     except ValueError as exc:
         raise DflError(f"{model.dat}: unreadable loss history ({exc})") from None
     state = {"iteration": int(model.iteration or 0), "loss_history": history,
-             "imported_from": {"path": str(model.dat), "dfl_model": model.prefix}}
+             "imported_from": {"path": str(model.dat or model.file(model.networks()[0])),
+                               "dfl_model": model.prefix}}
     Path(model_dir).mkdir(parents=True, exist_ok=True)
     prefix = f".import-{target.name}-"
     remove_stale_temp_dirs(model_dir, prefix)          # a killed import's staging folder

@@ -1,4 +1,4 @@
-"""Models: DFL's SAEHD, AMP and Quick96 as plain ``nn.Module``s, each registered with one spec.
+"""Models: DFL's SAEHD, AMP, Quick96 and XSeg as plain ``nn.Module``s, each registered with one spec.
 
 ``create_model(name, options)`` validates the options and returns the model, whose ``networks`` are
 named as DFL names them; :mod:`dfl.models.registry` is where everything else asks about models, and
@@ -13,6 +13,7 @@ from typing import Any
 from dfl.models import saehd  # noqa: F401, I001
 from dfl.models import amp  # noqa: F401, I001
 from dfl.models import quick96  # noqa: F401, I001
+from dfl.models import xseg  # noqa: F401, I001
 from dfl.models.base import Model, SwapModel
 from dfl.models.options import OptionSpec
 from dfl.models.registry import (ModelSpec, create_model, get_spec, list_specs, model_names, register_model,

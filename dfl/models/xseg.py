@@ -1,18 +1,27 @@
-"""DFL's XSeg segmentation network (face mask from an aligned face), as ``core/leras/models/XSeg.py``.
+"""XSeg: DFL's face segmentation model (``models/Model_XSeg``), registered as the "segmenter" kind.
 
-A U-Net of conv3 + filter response norm + TLU blocks, anti-aliased (blur-pool) downsampling, a dense
-bottleneck at 4x4 and transpose-conv upsampling with skip connections.  DFL runs it at 256 px with
-``base_ch=32`` and one output channel.  Only the network lives here; training and applying XSeg
-masks to a faceset are a separate step.
+The network is ``core/leras/models/XSeg.py``: a U-Net of conv3 + filter response norm + TLU blocks,
+anti-aliased (blur-pool) downsampling, a dense bottleneck at 4x4 and transpose-conv upsampling with skip
+connections, run at 256 px with ``base_ch=32`` and one output channel (:class:`XSeg`).  The model
+(:class:`XSegModel`) asks DFL's options (face type, default wf; batch size 4 in 2..16; pretraining), and its
+recipe (:class:`XSegRecipe`) is DFL's: sigmoid cross-entropy of the logits against the labels' mask (in
+pretraining: DSSIM + MSE against the grey face, skips zeroed), RMSprop at lr 1e-4 with lr dropout 0.3.
+It learns from the labelled faces of both facesets (:class:`dfl.mask_samples.MaskTrainingData`); a
+trained XSeg writes masks into facesets (``dfl xseg apply``) through :func:`dfl.xseg.predictor.load_predictor`.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dfl.models.base import Model
 from dfl.models.blocks import conv2d, conv_transpose2d, dense
+from dfl.models.options import option
+from dfl.models.registry import SEGMENTER, DataRequest, DflImport, ModelSpec, OptimizerConfig, Update, register_model
 
 _BLUR_TAPS = {1: [1.0], 2: [1.0, 1.0], 3: [1.0, 2.0, 1.0], 4: [1.0, 3.0, 3.0, 1.0],
               5: [1.0, 4.0, 6.0, 4.0, 1.0]}
@@ -139,3 +148,118 @@ class XSeg(nn.Module):
         x = self.uconv01(self.uconv02(torch.cat((self.up0(x), skip(x0)), 1)))
         logits = self.out_conv(x)
         return logits, torch.sigmoid(logits)
+
+
+# -- the registered model ------------------------------------------------------------------------------
+RESOLUTION = 256          # DFL's XSeg is 256 px, fixed
+OPTIONS = (
+    option("face_type", "str", "wf", "Face type", choices=("h", "mf", "f", "wf", "head"), changeable=False),
+    option("batch_size", "int", 4, "Batch size", min=2, max=16),
+    option("pretrain", "bool", False, "Enable pretraining mode"),
+)
+
+
+class XSegModel(Model):
+    """DFL's XSeg model: one network, ``XSeg`` (DFL's ``XSeg_256.npy``), masks at the model's face type."""
+
+    model_type = "XSeg"
+    network_names = ("XSeg",)
+
+    def __init__(self, options: dict[str, Any], base_ch: int = 32) -> None:
+        super().__init__({**options, "resolution": RESOLUTION})
+        self.pretrain = bool(options.get("pretrain", False))
+        self.XSeg = XSeg(3, base_ch, 1)
+
+    def forward_train(self, image: Tensor, **kwargs: Any) -> dict[str, Tensor]:
+        logits, mask = self.XSeg(image, pretrain=self.pretrain)
+        return {"logits": logits, "mask": mask}
+
+    def forward(self, image: Tensor) -> Tensor:
+        """Faces NCHW BGR [0, 1] -> masks N1HW in [0, 1]."""
+        return self.XSeg(image)[1]
+
+
+def green_overlay(face: Tensor, mask: Tensor) -> Tensor:
+    """DFL's preview of a mask: the face inside it, half the face and half green outside."""
+    green = torch.tensor([0.0, 1.0, 0.0], device=face.device, dtype=face.dtype).view(1, 3, 1, 1)
+    return face * mask + 0.5 * face * (1 - mask) + 0.5 * green * (1 - mask)
+
+
+class XSegRecipe:
+    """DFL's XSeg training step (see the module doc); its preview grid's rows are the preview faces, its
+    columns: a labelled face with its labels, the same with the predicted mask, a src face and a dst face
+    with theirs."""
+
+    def __init__(self, model: XSegModel, options: dict[str, Any]) -> None:
+        self.model, self.options = model, dict(options)
+        self.networks: dict[str, nn.Module] = {}
+        self.inputs = ("image", "mask", "src", "dst")
+        self.conv_inputs = ("image",)
+        self.preview_inputs = ("image", "src", "dst")
+
+    def updates(self) -> list[Update]:
+        return [Update("opt", list(self.model.XSeg.parameters()), optimizer(self.options), self._loss)]
+
+    def _loss(self, batch: dict[str, Tensor], carry: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+        out = self.model.forward_train(batch["image"])
+        target = batch["mask"]
+        if self.model.pretrain:
+            from dfl.models.losses import dssim
+
+            pred, r = out["mask"].float(), RESOLUTION
+            per_face = (5 * dssim(target, pred, int(r / 11.6)) + 5 * dssim(target, pred, int(r / 23.2))
+                        + 10 * (target - pred).square().mean(dim=(1, 2, 3)))
+        else:
+            per_face = F.binary_cross_entropy_with_logits(out["logits"].float(), target, reduction="none").mean(dim=(1, 2, 3))
+        # DFL differentiates the per-face losses' sum and reports their mean
+        return per_face.sum(), {"loss": per_face.detach().mean()}
+
+    def preview(self, batch: dict[str, Tensor], **kwargs: Any) -> dict[str, Tensor]:
+        return {f"pred_{k}": self.model(batch[k]) for k in ("image", "src", "dst")}
+
+    def preview_columns(self, batch: dict[str, Tensor]) -> list[Tensor]:
+        n = batch["image"].shape[0]
+        faces = torch.cat([batch["image"], batch["src"], batch["dst"]])
+        pred = self.model(faces)
+        return [green_overlay(batch["image"], batch["mask"].to(faces.dtype)), pred[:n],
+                green_overlay(batch["image"], pred[:n]), green_overlay(batch["src"], pred[n:2 * n]),
+                green_overlay(batch["dst"], pred[2 * n:])]
+
+
+def optimizer(options: dict[str, Any]) -> OptimizerConfig:
+    """DFL's XSeg optimiser: RMSprop at lr 1e-4 with lr dropout 0.3."""
+    return OptimizerConfig("rmsprop", lr=1e-4, lr_dropout=0.3)
+
+
+def training_data(model: XSegModel, options: dict[str, Any], request: DataRequest) -> Any:
+    """The labelled faces of src and dst together (pretraining: every face of the pretraining faceset,
+    warped, with its grey image as the target, as DFL)."""
+    from dfl.mask_samples import MaskTrainingData, PretrainData
+
+    if model.pretrain:
+        return PretrainData(request.src_dir, RESOLUTION, model.face_type, request.batch_size,
+                            workers=request.workers, seed=request.seed, notify=request.notify)
+    return MaskTrainingData([request.src_dir, request.dst_dir], RESOLUTION, model.face_type, request.batch_size,
+                            workers=request.workers, seed=request.seed, notify=request.notify)
+
+
+def trace(model: XSegModel, batch: int) -> Any:
+    """One training forward pass of a batch of empty faces (``meta`` device: shapes only)."""
+    return model.forward_train(torch.empty(batch, 3, RESOLUTION, RESOLUTION))
+
+
+SPEC = register_model(ModelSpec(
+    name="XSeg",
+    kind=SEGMENTER,
+    summary="256 px face mask (segmentation) from labelled faces",
+    options=OPTIONS,
+    build=XSegModel,
+    fixed={"resolution": RESOLUTION},
+    recipe=XSegRecipe,
+    training_data=training_data,
+    optimizer=optimizer,
+    trace=trace,
+    # DFL names XSeg by its class: XSeg_256.npy (the network), XSeg_256_opt.npy (RMSprop), XSeg_data.dat
+    dfl_import=DflImport(lambda options: ["XSeg"], files={"XSeg": "256", "opt": "256_opt"},
+                         loss_names=("loss",)),
+))

@@ -10,8 +10,8 @@ Where predictors come from (:func:`load_predictor`):
 
 * ``--generic [PATH]``: DFL's XSeg weights (``XSeg_256.npy``; the generic whole_face model of DFL's builds,
   or a model DFL trained), through :mod:`dfl.interop.xseg`;
-* ``--name NAME``: an XSeg model trained by dfl: :func:`trained_xseg_predictor`, the hook the XSeg
-  training half of issue #15 fills in;
+* ``--name NAME``: an XSeg model trained by dfl (``dfl train --model XSeg``) or imported from DFL
+  (``dfl model import``): :func:`trained_xseg_predictor`;
 * neither: the workspace's trained XSeg (dfl's, else DFL's ``model/XSeg_256.npy``).
 """
 
@@ -131,17 +131,44 @@ def dfl_xseg_predictor(path: Path, device: object = "cpu") -> MaskPredictor:
 
 
 def trained_xseg_predictor(model_dir: Path, name: str | None, device: object = "cpu") -> MaskPredictor | None:
-    """HOOK for the XSeg training half of issue #15: the XSeg model dfl trained in ``model_dir`` under
-    ``name`` (None: the only one there) as a :class:`MaskPredictor` (its network's batch function, its
-    resolution, face type and an identity that changes with its weights); None when ``model_dir`` holds no
-    dfl-trained XSeg model and no name was asked for.
+    """The mask model dfl trained (or imported) in ``model_dir`` under ``name`` (None: the one there) as a
+    :class:`MaskPredictor`: its network's batch function, its resolution and face type, and an identity
+    that changes with its weights.  None when ``model_dir`` holds no such model and no name was asked for;
+    a name that is not a mask model, or several models without a name, is a DflError saying what to do.
+    Mask models are the registry's "segmenter" kind (dfl's XSeg)."""
+    from dfl.interop.xseg import xseg_mask_func
+    from dfl.models import store
+    from dfl.models.registry import SEGMENTER, find_spec
 
-    Until dfl trains XSeg models, there is none: a name is refused with a one-line error.
-    """
+    def is_mask_model(info: store.ModelInfo) -> bool:
+        spec = find_spec(info.model_type)
+        return spec is not None and spec.kind == SEGMENTER
+
+    model_dir = Path(model_dir)
     if name is not None:
-        raise DflError(f"{model_dir}: --name {name}: dfl cannot train XSeg models yet; apply DFL's XSeg "
-                       "weights with --generic PATH")
-    return None
+        info = next((m for m in store.list_models(model_dir) if m.name == name and is_mask_model(m)), None)
+        if info is None:
+            raise DflError(f"{model_dir}: no XSeg model named {name!r} (train one: dfl train --model XSeg "
+                           f"--name {name})")
+    else:
+        found = [m for m in store.list_models(model_dir) if is_mask_model(m)] if model_dir.is_dir() else []
+        usable = [m for m in found if not m.damaged]
+        if len(usable) > 1:
+            raise DflError(f"{model_dir}: several XSeg models ({', '.join(m.name for m in usable)}); choose one "
+                           "with --name")
+        if not usable:
+            if found:
+                raise DflError(f"{found[0].path}: damaged XSeg model: {found[0].problem}; {found[0].fix}")
+            return None
+        info = usable[0]
+    if info.damaged:
+        raise DflError(f"{info.path}: damaged XSeg model: {info.problem}; {info.fix}")
+    model, options, state = store.load_model(info.path, device)
+    weights = info.path / store.WEIGHTS
+    st = weights.stat()
+    return MaskPredictor(xseg_mask_func(model.networks[model.network_names[0]]), int(model.resolution),
+                         model.face_type, name=f"{info.path.name} (iteration {state.get('iteration', 0)})",
+                         identity=f"dfl-model:{info.path.resolve()}:{st.st_size}:{st.st_mtime_ns}")
 
 
 def load_predictor(model_dir: Path, name: str | None = None, generic: Path | None = None,
