@@ -193,7 +193,7 @@ def xseg_model(workspace: Workspace, name: str | None, generic: str | None, weig
         try:
             return load_predictor(workspace.model_dir, name, path, pick_device(device))
         except DflError as exc:     # the XSeg commands' flags are --name / --generic; here they are these
-            raise DflError(str(exc).replace("--generic", "--xseg-generic").replace("--name", "--xseg-name")) \
+            raise DflError(str(exc).replace("--generic", "--xseg-generic").replace("with --name", "with --xseg-name")) \
                 from None
 
     return LazyXSeg(load)
