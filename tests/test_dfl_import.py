@@ -275,8 +275,9 @@ def test_generic_xseg_folder_with_face_type(tmp_path: Path) -> None:
     masks = xseg_mask_func(net)(np.full((1, 256, 256, 3), 0.5, np.float32))
     assert masks.shape == (1, 256, 256) and masks.dtype == np.float32
     assert ((masks == 0) | (masks >= 0.1)).all() and masks.max() <= 1
-    with pytest.raises(DflError, match="mask model"):
-        import_model(folder, tmp_path / "ws")
+    result = import_model(folder, tmp_path / "ws")          # the only model there: DFL's XSeg (issue #16)
+    assert result.path == tmp_path / "ws" / "XSeg_XSeg" and result.options["face_type"] == "wf"
+    assert result.source.iteration == 100
 
 
 def test_dfl_saved_optimizer_state_lands_in_dfls_optimizer() -> None:

@@ -19,7 +19,7 @@ from dfl.workspace import Workspace
 @click.option("--as", "new_name", help="Name of the dfl model [DFL's name].")
 @click.option("--list", "list_only", is_flag=True, help="Only show what PATH holds.")
 def model_import(workspace: Workspace, path: Path, name: str | None, new_name: str | None, list_only: bool) -> None:
-    """Import a DeepFaceLab SAEHD, AMP or Quick96 model into model/.
+    """Import a DeepFaceLab SAEHD, AMP, Quick96 or XSeg model into model/.
 
     PATH is DFL's workspace/model folder (or one <name>_<Model>_data.dat in it).  The dfl model gets the
     same weights, options, iteration count and loss history, so `dfl train` continues it and `dfl merge`

@@ -12,6 +12,7 @@ import torch
 
 from dfl.errors import DflError
 from dfl.models import store
+from dfl.models.registry import SWAP, get_spec
 
 
 @dataclass
@@ -36,8 +37,9 @@ def find_trained(model_dir: Path, name: str | None, model_type: str | None = Non
     state.json: its weights are all an export or a swap needs (loading says what it recovered).
     """
     model_dir = Path(model_dir)
-    if name is None:
-        usable = [m for m in store.list_models(model_dir) if not m.damaged and model_type in (None, m.model_type)]
+    if name is None:   # only face-swap models export and swap (a mask model, e.g. XSeg, does not)
+        usable = [m for m in store.list_models(model_dir) if not m.damaged and model_type in (None, m.model_type)
+                  and get_spec(m.model_type).kind == SWAP]
         if not usable:
             kind = f"{model_type} " if model_type else ""
             raise DflError(f"{model_dir}: no usable {kind}model; train one with `dfl train` first")
@@ -49,6 +51,9 @@ def find_trained(model_dir: Path, name: str | None, model_type: str | None = Non
                                                                   "; train one with `dfl train` first"))
     if info.damaged and not info.state_lost:
         raise DflError(info.describe_damage())
+    if get_spec(info.model_type).kind != SWAP:
+        raise DflError(f"{info.path}: a {info.model_type} mask model, not a face swap; it masks faces with "
+                       "`dfl xseg apply`")
     return info.path
 
 

@@ -127,6 +127,7 @@ class ModelSpec:
     options_from_weights: Callable[[Shapes], tuple[dict[str, Any], dict[str, str]]] = _nothing_from_shapes
     dfl_import: DflImport | None = None         # None: DFL models of this name are not imported
     demo: bool = False                          # the small preset ``dfl demo --run`` trains
+    default_name: str | None = None             # the name when none is given (DFL names XSeg by its class alone)
 
     # -- options, by DFL's prompts' rules --------------------------------------------------------
     def option(self, name: str) -> OptionSpec | None:

@@ -259,6 +259,7 @@ SPEC = register_model(ModelSpec(
     training_data=training_data,
     optimizer=optimizer,
     trace=trace,
+    default_name="XSeg",     # DFL keeps one XSeg per workspace and asks no name: model/XSeg_XSeg here
     # DFL names XSeg by its class: XSeg_256.npy (the network), XSeg_256_opt.npy (RMSprop), XSeg_data.dat
     dfl_import=DflImport(lambda options: ["XSeg"], files={"XSeg": "256", "opt": "256_opt"},
                          loss_names=("loss",)),

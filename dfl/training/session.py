@@ -6,6 +6,7 @@ Kept apart from the loop so the command stays thin and tests can drive a whole s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ def choose_model(req: SessionRequest) -> tuple[str, str, bool]:
     the picker offers only models that load as they are.
     """
     model_type = get_spec(req.model_type).name if req.model_type else None
+    if not req.name and model_type and get_spec(model_type).default_name:   # DFL asks XSeg no name
+        req = dataclasses.replace(req, name=get_spec(model_type).default_name)
     if req.name:
         info = store.find_model(req.model_dir, req.name, model_type)
         if info is not None:
