@@ -4,7 +4,9 @@ key only with a model, refused by ``dfl live``; ``dfl merge`` with a real XSeg n
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -12,18 +14,22 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from dfl.errors import DflError
-from dfl.faces.align import FaceType, transform_matrix
+from dfl.faces.align import FaceType, transform_matrix, transform_points
 from dfl.merge.config import MASK_MODES, XSEG_MASK_MODES, MergeConfig
 from dfl.merge.face import blend_face, merge_frame, prepare_face
 from dfl.merge.frames import CONFIG_NAME, SETTINGS_KEY, merge_folder
 from dfl.merge.interactive import MergeSession
 from dfl.merge.xseg import LazyXSeg
+from dfl.models.registry import OptimizerConfig, register_model, unregister_model
+from dfl.models.xseg import SPEC as XSEG_SPEC
 from dfl.xseg.predictor import MaskPredictor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_merge import StandInPredictor, _frame, _workspace, xseg_stand_in  # noqa: E402
+from test_xseg_train import NarrowXSeg  # noqa: E402  (DFL's XSeg network at an eighth of its width)
 
 FOUR_WAY = "learned-prd*learned-dst*XSeg-prd*XSeg-dst"
 
@@ -247,3 +253,78 @@ def test_cli_merge_xseg_modes_merge_every_dst_frame(demo_with_three_dst_frames, 
     assert res.code == 0, res.err
     assert f"Merged {len(stems)} frames" in res.out and "skipped 0" in res.out
     assert json.loads((ws.merged_dir / CONFIG_NAME).read_text())["mask_mode"] == FOUR_WAY
+
+
+# -- an XSeg that learned an exclusion, end to end ------------------------------------------------------------
+# XSeg is 256 px, fixed, and learning an exclusion from scratch takes far more iterations than 2 CPU cores give
+# a test (Intel Xeon, load average 5-10, 2026-12-06): DFL's XSeg trained at 20 s an iteration (batch 2), the
+# narrow one below at 8-15 s (batch 2-4), and after 60 iterations (6.7 min) its loss was still 0.69 (the mask
+# ~0.5 everywhere).  So the test runs where CUDA is, or when asked for (DFL_TEST_XSEG_TRAINING=1,
+# DFL_TEST_XSEG_ITERATIONS=N); it has not yet been seen passing.
+XSEG_TRAINING_AFFORDABLE = os.environ.get("DFL_TEST_XSEG_TRAINING") == "1" or torch.cuda.is_available()
+EXCLUSION_ITERATIONS = int(os.environ.get("DFL_TEST_XSEG_ITERATIONS", "1500"))
+
+
+@pytest.fixture
+def narrow_xseg():
+    """The XSeg spec (recipe, labelled-face samples, trainer, store) with the narrow network and RMSprop at
+    lr 1e-3, registered for this test only."""
+    spec = dataclasses.replace(XSEG_SPEC, name="NarrowXSeg", build=NarrowXSeg, dfl_import=None,
+                               optimizer=lambda options: OptimizerConfig("rmsprop", lr=1e-3, lr_dropout=0.3))
+    register_model(spec)
+    try:
+        yield spec
+    finally:
+        unregister_model(spec.name)
+
+
+def _label_with_mouth_excluded(ws) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every dst face labelled as a user would in the editor: the face included (its landmarks' hull), a box
+    over the mouth excluded.  Returns frame stem -> (mouth box, nose-and-eyes points) in frame pixels."""
+    from dfl.faceset import list_faces, read_record, write_record
+
+    out = {}
+    for face in list_faces(ws.aligned_dir("dst")):
+        rec = read_record(face)
+        lm = np.asarray(rec.landmarks, np.float32)
+        (x0, y0), (x1, y1) = lm[48:68].min(0) - 4, lm[48:68].max(0) + 4
+        box = np.float32([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
+        rec.seg_ie_polys = [{"type": 1, "pts": cv2.convexHull(lm).reshape(-1, 2)}, {"type": 0, "pts": box}]
+        write_record(face, rec)
+        to_frame = cv2.invertAffineTransform(np.asarray(rec.image_to_face_mat, np.float64))
+        inside = np.concatenate([lm[27:36], lm[36:48]])            # nose and eyes: included, far from the box
+        out[Path(rec.source_filename).stem] = (transform_points(box, to_frame), transform_points(inside, to_frame))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not XSEG_TRAINING_AFFORDABLE,
+                    reason="trains an XSeg at its fixed 256 px for 1500 iterations (8-20 s each on 2 busy CPU cores); "
+                           "runs with CUDA or DFL_TEST_XSEG_TRAINING=1")
+def test_a_region_the_labels_exclude_stays_the_dsts_in_the_merged_frame(demo_with_three_dst_frames, narrow_xseg,
+                                                                        tmp_path: Path, dfl_run) -> None:
+    """Label the dst faces with the mouth excluded, train XSeg on them (`dfl train`), merge with XSeg-dst
+    (`dfl merge --xseg-name`): the mouth keeps the dst's pixels, the rest of the face is swapped."""
+    ws, stems = demo_with_three_dst_frames
+    regions = _label_with_mouth_excluded(ws)
+    cfg = tmp_path / "xseg.json"
+    cfg.write_text(json.dumps({"face_type": "f", "batch_size": 2}))     # the demo's Quick96 is full_face
+    res = dfl_run("train", "-w", ws.root, "--model", "NarrowXSeg", "--name", "mouthless", "--non-interactive",
+                  "--config", cfg, "--target-iter", EXCLUSION_ITERATIONS, "--seed", "0", "--workers", "0",
+                  "--preview-seconds", "1e9")
+    assert res.code == 0, res.err
+    res = dfl_run("merge", "-w", ws.root, "--name", "demo", "--non-interactive", "--mask-mode", "XSeg-dst",
+                  "--xseg-name", "mouthless", "--color-transfer", "none")
+    assert res.code == 0 and f"Merged {len(stems)} frames" in res.out, res.err
+    for stem in stems:
+        dst = cv2.imread(str(ws.data_dst / f"{stem}.png"))
+        out = cv2.imread(str(ws.merged_dir / f"{stem}.png"))
+        mask = cv2.imread(str(ws.merged_mask_dir / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        box, inside = regions[stem]
+        mouth = np.zeros(dst.shape[:2], np.uint8)
+        cv2.fillConvexPoly(mouth, np.round(box).astype(np.int32), 1)
+        mouth = cv2.erode(mouth, np.ones((5, 5), np.uint8)).astype(bool)     # the label's edge is soft
+        assert mouth.sum() > 50
+        assert np.array_equal(out[mouth], dst[mouth]), f"{stem}: the excluded mouth was swapped"
+        pts = np.round(inside).astype(int)
+        assert (mask[pts[:, 1], pts[:, 0]] > 128).mean() > 0.8, f"{stem}: the included face was not merged"
