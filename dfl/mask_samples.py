@@ -229,7 +229,8 @@ def augment_labelled(img_u8: np.ndarray, mask_u8: np.ndarray, rng: np.random.Gen
     mask = (mask_u8.astype(np.float32) / 255.0)[..., None]
     if background is not None:
         bg, bgm = background
-        img = blend_background(img, mask, bg.astype(np.float32) / 255.0, (bgm.astype(np.float32) / 255.0)[..., None], rng)
+        bg_mask = (bgm.astype(np.float32) / 255.0)[..., None]
+        img = blend_background(img, mask, bg.astype(np.float32) / 255.0, bg_mask, rng)
     p = gen_warp_params(r, rng, flip=True, rotation_range=(-10, 10), scale_range=(-0.05, 0.05),
                         tx_range=(-0.05, 0.05), ty_range=(-0.05, 0.05))
     img = warp_by_params(p, img, can_warp=True, can_transform=True, can_flip=True, border_replicate=True)

@@ -140,8 +140,8 @@ def test_an_imported_dfl_xseg_masks_faces_as_dfl_and_trains_on(tmp_path: Path, d
     dfl_dir.mkdir(parents=True)
     net = xseg_model.XSeg()
     write_weights(dfl_dir / "XSeg_256.npy", seeded_weights(net, "XSeg", meta["weights_seed"]))
-    acc = {optimizer_variable("a", "XSeg", leras_name(k)): np.full(leras_shape(net, k, tuple(t.shape)), 1e-4, np.float32)
-           for k, t in net.named_parameters()}
+    acc = {optimizer_variable("a", "XSeg", leras_name(k)): np.full(leras_shape(net, k, tuple(t.shape)), 1e-4,
+                                                                    np.float32) for k, t in net.named_parameters()}
     write_weights(dfl_dir / "XSeg_256_opt.npy", {"iters:0": np.int64(777), **acc})
     dfl_options = {"face_type": "f", "pretrain": False, "batch_size": np.int64(2), "autobackup_hour": np.int64(0),
                    "write_preview_history": False, "target_iter": np.int64(0)}

@@ -38,6 +38,6 @@ def model_import(workspace: Workspace, path: Path, name: str | None, new_name: s
     shape = " ".join(str(o[k]) for k in ("archi", "resolution", "face_type") if k in o)
     extra = f", discriminators {', '.join(result.discriminators)}" if result.discriminators else ""
     extra += f", optimizer state {', '.join(result.optimizers)}" if result.optimizers else ", fresh optimizer state"
-    click.echo(f"Imported {src.prefix} ({src.model_type} {shape}, iteration {src.iteration}{extra}) -> {result.path}")
+    click.echo(f"Imported {src.prefix} ({src.model_type} {shape}, iteration {src.iteration or 0}{extra}) -> {result.path}")
     if result.dropped:
         click.echo("Not carried: " + "; ".join(f"{k} ({why})" for k, why in sorted(result.dropped.items())))

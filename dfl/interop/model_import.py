@@ -2,7 +2,8 @@
 
 DFL keeps every model of a workspace flat in ``workspace/model/``: ``<name>_<Type>_data.dat`` (iteration,
 options, loss history) beside one ``<name>_<Type>_<network>.npy`` per network.  :func:`scan` lists what a
-folder holds (also the generic XSeg weights, imported as an XSeg at iteration 0); :func:`import_model` reads one model with
+folder holds (also the generic XSeg weights, imported as an XSeg at iteration 0); :func:`import_model` reads one
+model with
 the restricted unpickler, maps its options onto dfl's names, loads every network (each variable checked
 against dfl's network) and the optimisers' moments, and writes a dfl model through the model store's save,
 with DFL's iteration count and loss history, so ``dfl train`` continues from there and ``dfl merge`` uses it.
@@ -26,10 +27,9 @@ import numpy as np
 from dfl.atomic import make_temp_dir, remove_stale_temp_dirs
 from dfl.errors import DflError
 from dfl.interop.dfl_models import loss_history, map_options, plain
-from dfl.models.registry import SWAP, ModelSpec, find_spec, list_specs
+from dfl.models.registry import SEGMENTER, SWAP, ModelSpec, find_spec, list_specs
 
 DATA_SUFFIX = "_data.dat"
-XSEG_WEIGHTS = "XSeg_256.npy"
 
 
 @dataclass
@@ -48,7 +48,8 @@ class DflModel:
     @property
     def prefix(self) -> str:
         """DFL's file prefix: ``<name>_<Type>`` (just ``XSeg`` for XSeg, which DFL names by class)."""
-        return self.model_type if self.model_type == "XSeg" else f"{self.name}_{self.model_type}"
+        by_class = self.spec is not None and self.spec.dfl_import.by_class
+        return self.model_type if by_class else f"{self.name}_{self.model_type}"
 
     @property
     def spec(self) -> ModelSpec | None:
@@ -125,8 +126,12 @@ def scan(path: Path) -> list[DflModel]:
         except DflError as exc:
             model.error = str(exc)
         found.append(model)
-    if not any(m.model_type == "XSeg" for m in found) and (folder / XSEG_WEIGHTS).is_file():
-        found.append(DflModel("XSeg", "XSeg", folder, None))
+    for spec in list_specs():      # a model DFL names by class may be its weights alone (the generic XSeg)
+        bare = DflModel(spec.name, spec.name, folder, None)
+        by_class = spec.dfl_import is not None and spec.dfl_import.by_class
+        if (by_class and not any(m.model_type == spec.name for m in found)
+                and all(bare.file(n).is_file() for n in bare.networks())):
+            found.append(bare)
     return found
 
 
@@ -135,11 +140,13 @@ def describe(model: DflModel) -> str:
     head = f"{model.prefix}: {model.model_type}"
     if model.error:
         return f"{head}: unreadable ({model.error})"
-    if model.model_type == "XSeg":
-        what = "generic XSeg weights" if model.dat is None else f"trained XSeg, iteration {model.iteration}"
+    if model.spec is not None and model.spec.kind == SEGMENTER:
+        kind = model.model_type
+        what = f"generic {kind} weights" if model.dat is None else f"trained {kind}, iteration {model.iteration}"
         ft = model.options.get("face_type")
-        return (f"{head} mask model ({what}{', face type ' + str(ft) if ft else ''}; {XSEG_WEIGHTS}): "
-                f"importable (--name XSeg), or used as it is by dfl xseg apply")
+        files = ", ".join(model.file(n).name for n in model.networks())
+        return (f"{head} mask model ({what}{', face type ' + str(ft) if ft else ''}; {files}): "
+                f"importable (--name {model.prefix}), or used as it is by dfl xseg apply")
     o = model.options
     spec = model.spec
     if spec is None:

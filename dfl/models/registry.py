@@ -44,8 +44,9 @@ class DflImport:
     networks: Callable[[dict[str, Any]], list[str]]   # network file stems for the (dfl) options
     scopes: Mapping[str, str] = field(default_factory=dict)  # dfl network -> DFL's TF scope where they differ
     ignored: tuple[str, ...] = ()                      # DFL options dropped silently (fixed by a preset here)
-    files: Mapping[str, str] = field(default_factory=dict)   # dfl network / optimiser -> DFL's file stem where they differ
+    files: Mapping[str, str] = field(default_factory=dict)   # dfl network / optimiser -> DFL's file stem (if other)
     loss_names: tuple[str, ...] = ("src_loss", "dst_loss")  # the columns of DFL's loss_history
+    by_class: bool = False     # DFL names the files by the class alone (XSeg_256.npy, XSeg_data.dat), one per folder
 
 
 @dataclass

@@ -210,7 +210,8 @@ class XSegRecipe:
             per_face = (5 * dssim(target, pred, int(r / 11.6)) + 5 * dssim(target, pred, int(r / 23.2))
                         + 10 * (target - pred).square().mean(dim=(1, 2, 3)))
         else:
-            per_face = F.binary_cross_entropy_with_logits(out["logits"].float(), target, reduction="none").mean(dim=(1, 2, 3))
+            per_face = F.binary_cross_entropy_with_logits(out["logits"].float(), target, reduction="none")
+            per_face = per_face.mean(dim=(1, 2, 3))
         # DFL differentiates the per-face losses' sum and reports their mean
         return per_face.sum(), {"loss": per_face.detach().mean()}
 
@@ -262,5 +263,5 @@ SPEC = register_model(ModelSpec(
     default_name="XSeg",     # DFL keeps one XSeg per workspace and asks no name: model/XSeg_XSeg here
     # DFL names XSeg by its class: XSeg_256.npy (the network), XSeg_256_opt.npy (RMSprop), XSeg_data.dat
     dfl_import=DflImport(lambda options: ["XSeg"], files={"XSeg": "256", "opt": "256_opt"},
-                         loss_names=("loss",)),
+                         loss_names=("loss",), by_class=True),
 ))

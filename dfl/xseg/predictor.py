@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from dfl.errors import DflError
-from dfl.faces.align import FaceType, transform_matrix, transform_points
+from dfl.faces.align import FaceType
 from dfl.faceset.record import FaceRecord
 
 MASK_THRESHOLD = 0.5                     # DFL's apply stores 0/1 masks
@@ -72,15 +72,11 @@ def rewarp_matrix(record: FaceRecord, size: int, face_type: FaceType | None) -> 
     """The (2, 3) matrix that re-cuts a ``size`` px face of ``record``'s face type as ``face_type``
     (DFL's apply: both cuts from the frame landmarks, the model's cut expressed in the face's pixels);
     None when no re-cut is needed.  Faces without frame landmarks use their aligned ones: alignment is a
-    similarity fit, so they give the same cut (all but the upright *_no_align types)."""
-    own = record.face_type_enum
-    if face_type is None or face_type == own:
-        return None
-    lm = record.source_landmarks if record.source_landmarks is not None else record.landmarks
-    corners = np.float32([(0, 0), (size, 0), (0, size)])
-    in_frame = transform_points(corners, transform_matrix(lm, size, face_type), invert=True)
-    in_face = transform_points(in_frame, transform_matrix(lm, size, own))
-    return cv2.getAffineTransform(np.float32(in_face), corners)
+    similarity fit, so they give the same cut (all but the upright *_no_align types).  XSeg training cuts
+    its labelled faces with the same matrix (:func:`dfl.mask_samples.recut_matrix`)."""
+    from dfl.mask_samples import recut_matrix
+
+    return recut_matrix(record, size, face_type)
 
 
 def model_input(image: np.ndarray, mat: np.ndarray | None, resolution: int) -> np.ndarray:
