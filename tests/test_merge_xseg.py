@@ -4,7 +4,6 @@ key only with a model, refused by ``dfl live``; ``dfl merge`` with a real XSeg n
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -23,13 +22,10 @@ from dfl.merge.face import blend_face, merge_frame, prepare_face
 from dfl.merge.frames import CONFIG_NAME, SETTINGS_KEY, merge_folder
 from dfl.merge.interactive import MergeSession
 from dfl.merge.xseg import LazyXSeg
-from dfl.models.registry import OptimizerConfig, register_model, unregister_model
-from dfl.models.xseg import SPEC as XSEG_SPEC
 from dfl.xseg.predictor import MaskPredictor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_merge import StandInPredictor, _frame, _workspace, xseg_stand_in  # noqa: E402
-from test_xseg_train import NarrowXSeg  # noqa: E402  (DFL's XSeg network at an eighth of its width)
 
 FOUR_WAY = "learned-prd*learned-dst*XSeg-prd*XSeg-dst"
 
@@ -256,31 +252,19 @@ def test_cli_merge_xseg_modes_merge_every_dst_frame(demo_with_three_dst_frames, 
 
 
 # -- an XSeg that learned an exclusion, end to end ------------------------------------------------------------
-# XSeg is 256 px, fixed, and learning an exclusion from scratch takes far more iterations than 2 CPU cores give
-# a test (Intel Xeon, load average 5-10, 2026-12-06): DFL's XSeg trained at 20 s an iteration (batch 2), the
-# narrow one below at 8-15 s (batch 2-4), and after 60 iterations (6.7 min) its loss was still 0.69 (the mask
-# ~0.5 everywhere).  So the test runs where CUDA is, or when asked for (DFL_TEST_XSEG_TRAINING=1,
-# DFL_TEST_XSEG_ITERATIONS=N); it has not yet been seen passing.
+# XSeg is 256 px, fixed, and learning an exclusion takes more iterations than a 60 s test has on 2 CPU cores
+# (Intel Xeon, 2026-12-06, a machine other work kept at load average 5-10): `dfl train --model XSeg` ran 20 s
+# an iteration at batch 2 with two torch threads and about 2.2 s with OMP_NUM_THREADS=1.  100 iterations (the
+# default here; the whole test passed in 4 min 10 s with one thread) learn the mouth's exclusion: merged mask
+# 0.01 on the lips against 0.93 on the eyes and nose.  So it runs where CUDA is, or when asked for
+# (DFL_TEST_XSEG_TRAINING=1, best with OMP_NUM_THREADS=1 on 2 cores; DFL_TEST_XSEG_ITERATIONS=N).
 XSEG_TRAINING_AFFORDABLE = os.environ.get("DFL_TEST_XSEG_TRAINING") == "1" or torch.cuda.is_available()
-EXCLUSION_ITERATIONS = int(os.environ.get("DFL_TEST_XSEG_ITERATIONS", "1500"))
-
-
-@pytest.fixture
-def narrow_xseg():
-    """The XSeg spec (recipe, labelled-face samples, trainer, store) with the narrow network and RMSprop at
-    lr 1e-3, registered for this test only."""
-    spec = dataclasses.replace(XSEG_SPEC, name="NarrowXSeg", build=NarrowXSeg, dfl_import=None,
-                               optimizer=lambda options: OptimizerConfig("rmsprop", lr=1e-3, lr_dropout=0.3))
-    register_model(spec)
-    try:
-        yield spec
-    finally:
-        unregister_model(spec.name)
+EXCLUSION_ITERATIONS = int(os.environ.get("DFL_TEST_XSEG_ITERATIONS", "100"))
 
 
 def _label_with_mouth_excluded(ws) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Every dst face labelled as a user would in the editor: the face included (its landmarks' hull), a box
-    over the mouth excluded.  Returns frame stem -> (mouth box, nose-and-eyes points) in frame pixels."""
+    over the mouth excluded.  Returns frame stem -> (outer lips, eyes and nose) landmarks in frame pixels."""
     from dfl.faceset import list_faces, read_record, write_record
 
     out = {}
@@ -292,24 +276,30 @@ def _label_with_mouth_excluded(ws) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         rec.seg_ie_polys = [{"type": 1, "pts": cv2.convexHull(lm).reshape(-1, 2)}, {"type": 0, "pts": box}]
         write_record(face, rec)
         to_frame = cv2.invertAffineTransform(np.asarray(rec.image_to_face_mat, np.float64))
-        inside = np.concatenate([lm[27:36], lm[36:48]])            # nose and eyes: included, far from the box
-        out[Path(rec.source_filename).stem] = (transform_points(box, to_frame), transform_points(inside, to_frame))
+        out[Path(rec.source_filename).stem] = (transform_points(lm[48:60], to_frame),
+                                               transform_points(lm[27:48], to_frame))
     return out
+
+
+def _area(shape: tuple[int, ...], pts: np.ndarray) -> np.ndarray:
+    area = np.zeros(shape[:2], np.uint8)
+    cv2.fillConvexPoly(area, np.round(cv2.convexHull(np.float32(pts))).astype(np.int32).reshape(-1, 2), 1)
+    return area.astype(bool)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not XSEG_TRAINING_AFFORDABLE,
-                    reason="trains an XSeg at its fixed 256 px for 1500 iterations (8-20 s each on 2 busy CPU cores); "
+                    reason="trains XSeg at its fixed 256 px for 100 iterations (about 5 min on 2 CPU cores); "
                            "runs with CUDA or DFL_TEST_XSEG_TRAINING=1")
-def test_a_region_the_labels_exclude_stays_the_dsts_in_the_merged_frame(demo_with_three_dst_frames, narrow_xseg,
-                                                                        tmp_path: Path, dfl_run) -> None:
-    """Label the dst faces with the mouth excluded, train XSeg on them (`dfl train`), merge with XSeg-dst
-    (`dfl merge --xseg-name`): the mouth keeps the dst's pixels, the rest of the face is swapped."""
+def test_a_region_the_labels_exclude_stays_the_dsts_in_the_merged_frame(demo_with_three_dst_frames, tmp_path: Path,
+                                                                        dfl_run) -> None:
+    """Label the dst faces with the mouth excluded, train XSeg on them (`dfl train --model XSeg`), merge with
+    XSeg-dst (`dfl merge --xseg-name`): the lips keep the dst's pixels, the eyes and nose are swapped."""
     ws, stems = demo_with_three_dst_frames
     regions = _label_with_mouth_excluded(ws)
     cfg = tmp_path / "xseg.json"
     cfg.write_text(json.dumps({"face_type": "f", "batch_size": 2}))     # the demo's Quick96 is full_face
-    res = dfl_run("train", "-w", ws.root, "--model", "NarrowXSeg", "--name", "mouthless", "--non-interactive",
+    res = dfl_run("train", "-w", ws.root, "--model", "XSeg", "--name", "mouthless", "--non-interactive",
                   "--config", cfg, "--target-iter", EXCLUSION_ITERATIONS, "--seed", "0", "--workers", "0",
                   "--preview-seconds", "1e9")
     assert res.code == 0, res.err
@@ -317,14 +307,10 @@ def test_a_region_the_labels_exclude_stays_the_dsts_in_the_merged_frame(demo_wit
                   "--xseg-name", "mouthless", "--color-transfer", "none")
     assert res.code == 0 and f"Merged {len(stems)} frames" in res.out, res.err
     for stem in stems:
-        dst = cv2.imread(str(ws.data_dst / f"{stem}.png"))
-        out = cv2.imread(str(ws.merged_dir / f"{stem}.png"))
-        mask = cv2.imread(str(ws.merged_mask_dir / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
-        box, inside = regions[stem]
-        mouth = np.zeros(dst.shape[:2], np.uint8)
-        cv2.fillConvexPoly(mouth, np.round(box).astype(np.int32), 1)
-        mouth = cv2.erode(mouth, np.ones((5, 5), np.uint8)).astype(bool)     # the label's edge is soft
-        assert mouth.sum() > 50
-        assert np.array_equal(out[mouth], dst[mouth]), f"{stem}: the excluded mouth was swapped"
-        pts = np.round(inside).astype(int)
-        assert (mask[pts[:, 1], pts[:, 0]] > 128).mean() > 0.8, f"{stem}: the included face was not merged"
+        dst = cv2.imread(str(ws.data_dst / f"{stem}.png")).astype(np.float32)
+        out = cv2.imread(str(ws.merged_dir / f"{stem}.png")).astype(np.float32)
+        mask = cv2.imread(str(ws.merged_mask_dir / f"{stem}.png"), cv2.IMREAD_UNCHANGED) / 255.0
+        lips, eyes_nose = (_area(dst.shape, pts) for pts in regions[stem])
+        assert mask[lips].mean() < 0.05 and np.abs(out - dst)[lips].mean() < 3, f"{stem}: the excluded mouth was swapped"
+        assert (out == dst).all(-1)[lips].mean() > 0.5                 # most of the lips exactly the dst's
+        assert mask[eyes_nose].mean() > 0.8 and np.abs(out - dst)[eyes_nose].mean() > 20, f"{stem}: face not swapped"
