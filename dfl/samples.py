@@ -5,11 +5,12 @@ it learns from (the face-swap models: :class:`TrainingData` of src and dst faces
 asks the spec.  Another kind of model (XSeg: labelled faces of both sides) builds its own stream from the
 same pieces (:func:`load_faceset`, :func:`prepare_face`, :func:`augment`).
 
-Each face is decoded once, converted to the model's face type and resolution (with its full mask and its
-eyes+mouth mask) and kept in a shared uint8 cache, so workers only do the per-iteration work DFL does:
-colour transfer, random HSV, a random affine (rotation +-10 deg, scale 0.85..1.15, shift +-5%), flips,
-and the random grid warp of the input (the target gets the same affine but no warp).  Batches come out as
-the dict the face-swap recipe expects: ``warped_src, target_src, target_srcm, target_srcm_em`` and the same for
+Each face is decoded once, converted to the model's face type and resolution (with its full mask: its XSeg
+mask when it has one, else the landmark hull; and its eyes+mouth mask) and kept in a shared uint8 cache,
+so workers only do the per-iteration work DFL does: colour transfer, random HSV, a random affine (rotation
++-10 deg, scale 0.85..1.15, shift +-5%), flips, and the random grid warp of the input (the target and the
+masks get the same affine but no warp).  Batches come out as the dict the face-swap recipe expects:
+``warped_src, target_src, target_srcm, target_srcm_em`` and the same for
 dst, float32 NCHW BGR in [0, 1] (masks N1HW).
 """
 
@@ -82,7 +83,7 @@ def prepare_face(path: Path, resolution: int, face_type: Any) -> tuple[np.ndarra
     When the model's face type is narrower than the faceset's (e.g. ``f`` from ``wf`` faces) the face is
     re-cut from the aligned image with the model's face type, as DFL does; a wider one is refused.
     """
-    from dfl.faces.align import eyes_mouth_mask, hull_mask, pitch_yaw_roll, transform_matrix
+    from dfl.faces.align import eyes_mouth_mask, pitch_yaw_roll, transform_matrix
     from dfl.faceset import read_face
 
     img, rec = read_face(path)
@@ -93,14 +94,11 @@ def prepare_face(path: Path, resolution: int, face_type: Any) -> tuple[np.ndarra
     if int(model_ft) > int(sample_ft):
         raise DflError(f"{path}: face type {sample_ft.to_string()} is narrower than the model's "
                        f"{model_ft.to_string()}; extract the faces again as {model_ft.to_string()} or wider")
-    if rec.xseg_mask is not None:
-        full = cv2.resize(np.asarray(rec.xseg_mask, np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
-    else:
-        ebm = rec.eyebrows_expand_mod if rec.eyebrows_expand_mod is not None else 1.0
-        full = hull_mask((size, size), lmrks, eyebrows_expand_mod=ebm)[..., 0]
+    full = np.clip(training_mask(rec, size), 0, 1)
     em = eyes_mouth_mask((size, size), lmrks)
     em = em[..., 0] if em.ndim == 3 else em
-    masks = np.stack([np.clip(full, 0, 1), np.clip(em, 0, 1)], axis=-1)
+    em = np.clip(em, 0, 1) * (full != 0)       # DFL: eyes and mouth only where the face mask is
+    masks = np.stack([full, em], axis=-1)
     masks = (masks * 255 + 0.5).astype(np.uint8)
     yaw = float(pitch_yaw_roll(lmrks, size)[1])
     if int(model_ft) != int(sample_ft):
@@ -112,6 +110,22 @@ def prepare_face(path: Path, resolution: int, face_type: Any) -> tuple[np.ndarra
         img = cv2.resize(img, (resolution, resolution), interpolation=inter)
         masks = cv2.resize(masks, (resolution, resolution), interpolation=cv2.INTER_LINEAR)
     return np.ascontiguousarray(img), np.ascontiguousarray(masks.reshape(resolution, resolution, 2)), yaw
+
+
+def training_mask(rec: Any, size: int) -> np.ndarray:
+    """A face's full training mask at ``size`` px (HxW float32), DFL's rule for every face type: its XSeg mask
+    (``xseg_mask``, written by ``dfl xseg apply`` or DFL) resized bicubically to the face, else the
+    landmark hull widened by ``eyebrows_expand_mod``.  It is then cut and augmented exactly as the face."""
+    from dfl.faces.align import hull_mask
+
+    if rec.xseg_mask is not None:
+        m = np.asarray(rec.xseg_mask, np.float32)
+        m = m[..., 0] if m.ndim == 3 else m
+        if m.shape != (size, size):
+            m = cv2.resize(m, (size, size), interpolation=cv2.INTER_CUBIC)
+        return m
+    ebm = rec.eyebrows_expand_mod if rec.eyebrows_expand_mod is not None else 1.0
+    return hull_mask((size, size), np.asarray(rec.landmarks, np.float32), eyebrows_expand_mod=ebm)[..., 0]
 
 
 # what one bad file raises: our own one-line errors, numpy/OpenCV on odd pixel data, FaceType on an unknown name
@@ -261,7 +275,11 @@ def augment(img_u8: np.ndarray, masks_u8: np.ndarray, opts: SampleOptions, flip:
     m = warp_by_params(params, masks_u8.astype(np.float32) / 255.0, can_warp=False, can_transform=True,
                        can_flip=True, border_replicate=False, interpolation=cv2.INTER_LINEAR)
     m = np.clip(m, 0, 1)
-    return (np.clip(warped, 0, 1), np.clip(target, 0, 1), m[..., :1], m[..., 1:2])
+    em = m[..., 1:2]
+    top = float(em.max())
+    if top > 0:                                # DFL: the eyes+mouth mask back to a peak of 1 after the warp
+        em = em / top
+    return (np.clip(warped, 0, 1), np.clip(target, 0, 1), m[..., :1], em)
 
 
 class _Picker:

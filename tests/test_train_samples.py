@@ -144,3 +144,52 @@ def test_real_dfl_faces_with_xseg_masks_make_batches() -> None:
     data = TrainingData(shared, shared, opts, workers=0)   # full_face, whole_face, head -> full_face
     b = data.next()
     assert b["target_src"].shape == (2, 3, 64, 64) and float(b["target_dstm"].mean()) > 0.1
+
+
+def _xseg_face(folder: Path, size: int = 96) -> Path:
+    """A whole_face face whose pixels are its own XSeg mask (white inside, black outside), the mask stored
+    at 256 px as DFL's apply stores it: a box over the eyes and forehead that leaves the mouth and chin out,
+    nothing like the landmark hull."""
+    from dfl.faceset import read_face, write_face
+    from train_helpers import write_faceset
+
+    path = write_faceset(folder, 1, 0, seed=5, size=size)[0]
+    _, rec = read_face(path)
+    mask = np.zeros((256, 256), np.float32)
+    cv2.rectangle(mask, (40, 30), (215, 140), 1.0, -1)
+    face = np.repeat((cv2.resize(mask, (size, size), interpolation=cv2.INTER_CUBIC) * 255).clip(0, 255)
+                     .astype(np.uint8)[..., None], 3, axis=2)
+    rec.xseg_mask = mask
+    write_face(path, face, rec)
+    return path
+
+
+@pytest.mark.parametrize("model_face_type", ["wf", "f"])
+def test_a_face_with_an_xseg_mask_trains_on_that_mask_warped_as_the_face(tmp_path: Path, model_face_type: str) -> None:
+    """DFL's rule: the stored XSeg mask, not the landmark hull, is the training mask, cut (re-cut to a
+    narrower face type) and augmented exactly as the face; eyes and mouth count only inside it."""
+    from dfl.faces.align import FaceType, hull_mask
+    from dfl.faceset import read_face
+    from dfl.samples import SampleOptions, TrainingData, prepare_face
+
+    path = _xseg_face(tmp_path / "faces")
+    ft = FaceType.from_string(model_face_type)
+    img, masks, _ = prepare_face(path, 64, ft)
+    full, em = masks[..., 0] / 255.0, masks[..., 1] / 255.0
+    assert np.abs(img[..., 0] / 255.0 - full).mean() < 0.03          # the mask sits where the face says
+    _, rec = read_face(path)
+    hull = hull_mask((96, 96), rec.landmarks)[..., 0]
+    if ft == FaceType.WHOLE_FACE:
+        at_face = np.clip(cv2.resize(rec.xseg_mask, (96, 96), interpolation=cv2.INTER_CUBIC), 0, 1)
+        assert np.abs(full - cv2.resize(at_face, (64, 64), interpolation=cv2.INTER_LINEAR)).max() < 2 / 255
+        assert np.abs(full - cv2.resize(hull, (64, 64))).mean() > 0.15   # not the hull
+    assert em.max() > 0 and float((em * (full == 0)).sum()) == 0.0     # no mouth: it is outside the mask
+
+    opts = SampleOptions(resolution=64, face_type=ft, batch_size=4, seed=2, random_src_flip=True)
+    data = TrainingData(path.parent, path.parent, opts, workers=0)
+    for _ in range(2):
+        b = data.next()
+        target, m = b["target_src"][:, 0].numpy(), b["target_srcm"][:, 0].numpy()
+        inner = np.s_[:, 10:-10, 10:-10]       # the border: the face replicates its edge, the mask is 0 there
+        assert np.abs(target - m)[inner].mean() < 0.03               # warped, scaled, flipped together
+        assert b["target_srcm_em"].amax(dim=(1, 2, 3)).min() == 1.0  # back to a peak of 1, as DFL

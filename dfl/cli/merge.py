@@ -107,7 +107,7 @@ def merge_settings_options(f: Callable) -> Callable:
 _SETTING_OPTIONS = [
     click.option("--mode", type=click.Choice(MODES), help="Blend mode [overlay]."),
     click.option("--mask-mode", type=click.Choice(MASK_MODES),
-                 help="Mask [learned-prd*learned-dst]; XSeg modes need a trained XSeg model."),
+                 help="Mask [learned-prd*learned-dst]; XSeg modes need an XSeg model (dfl merge only)."),
     click.option("--erode", type=click.IntRange(-400, 400), help="Erode (+) / dilate (-) the mask [0]."),
     click.option("--blur", type=click.IntRange(0, 400), help="Feather the mask edge [0]."),
     click.option("--motion-blur", type=click.IntRange(0, 100), help="Motion blur power from face movement [0]."),
@@ -138,8 +138,15 @@ _SETTING_OPTIONS = [
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
               help="YAML/JSON file of settings (e.g. a saved data_dst/merged/merge_config.json).")
 @merge_settings_options
+@click.option("--xseg-name", default=None,
+              help="XSeg mask modes: the XSeg model dfl trained under this name (default: the workspace's XSeg, "
+                   "dfl's or DFL's model/XSeg_256.npy).")
+@click.option("--xseg-generic", is_flag=False, flag_value="", default=None, metavar="[PATH]",
+              help="XSeg mask modes: DFL's XSeg weights (XSeg_256.npy or its folder, e.g. DFL's "
+                   "_internal/model_generic_xseg/); without PATH, XSeg_256.npy in the weights folder.")
 @click.option("--weights-dir", type=click.Path(file_okay=False, path_type=str), default=None,
-              help="Folder with DFL's FaceEnhancer.npy for super resolution; also $DFL_WEIGHTS; default ~/.dfl/weights.")
+              help="Folder with DFL's FaceEnhancer.npy for super resolution (and XSeg_256.npy for --xseg-generic); "
+                   "also $DFL_WEIGHTS; default ~/.dfl/weights.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1.")
 @click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
               help="Prediction precision; auto: the fastest whose faces agree with fp32, measured once per machine "
@@ -150,20 +157,22 @@ _SETTING_OPTIONS = [
 @click.option("--new-session", is_flag=True, help="Interactive: start over instead of the saved per-frame settings.")
 def merge_command(workspace: Workspace, model: str | None, name: str | None, interactive: bool | None,
                   config_file: Path | None, device: str, precision: str, batch: int | None, workers: int | None, force: bool,
-                  new_session: bool, weights_dir: str | None, **flags) -> None:
+                  new_session: bool, weights_dir: str | None, xseg_name: str | None, xseg_generic: str | None,
+                  **flags) -> None:
     """Step 7: merge the learned face into data_dst/merged/ (and the masks into merged_mask/).
 
     Settings are DFL's merger options; they are saved to data_dst/merged/merge_config.json, and a re-run
     skips frames already merged with the same settings and model.  Every merged PNG carries a text
-    chunk marking it AI-modified.
+    chunk marking it AI-modified.  The XSeg mask modes run an XSeg model on the predicted and the dst
+    faces (the workspace's, --xseg-name or --xseg-generic), loaded when first needed.
     """
     from dfl.merge import frames as merge_frames
     from dfl.merge import interactive as inter
 
     cfg = build_config(config_file, flags)
-    if cfg.needs_xseg:
-        raise DflError(f"--mask-mode {cfg.mask_mode}: XSeg mask modes need a trained XSeg model, which this "
-                       "version cannot load yet; use a learned-* mask mode")
+    xseg = xseg_model(workspace, xseg_name, xseg_generic, weights_dir, device)
+    if cfg.needs_xseg and xseg.ready():
+        raise DflError(f"--mask-mode {cfg.mask_mode}: {xseg.ready()}")
     if name is None and interactive is not False and at_terminal():
         name, model = _pick(workspace, model)
     model_path = find_model_folder(workspace, model, name)
@@ -187,11 +196,11 @@ def merge_command(workspace: Workspace, model: str | None, name: str | None, int
             kept = inter.set_aside_session(session_path)
             click.echo(f"Starting a new session; the previous per-frame settings are kept in {kept}")
         summary = inter.merge_interactive(ctx, cfg, session_path=session_path, batch_frames=batch,
-                                          workers=workers, force=force, enhancer=enhancer)
+                                          workers=workers, force=force, enhancer=enhancer, xseg=xseg)
         click.echo(f"Per-frame settings saved to {session_path}")
     else:
         summary = merge_frames.merge_context(ctx, cfg, batch_frames=batch, workers=workers, force=force,
-                                             enhancer=enhancer)
+                                             enhancer=enhancer, xseg=xseg)
     click.echo(summary.line(workspace.merged_dir))
 
 
@@ -206,3 +215,23 @@ def face_enhancer(weights_dir: str | None, device: str, required: bool):
     if required:
         require_weights(folder, FACE_ENHANCER_FILES, "FaceEnhancer (super resolution)")
     return LazyFaceEnhancer(folder, device)
+
+
+def xseg_model(workspace: Workspace, name: str | None, generic: str | None, weights_dir: str | None, device: str):
+    """The XSeg model of the XSeg mask modes, loaded when first needed (as DFL's merger does): DFL's weights
+    (``--xseg-generic``), dfl's model ``--xseg-name``, else the workspace's trained XSeg."""
+    from dfl.merge.xseg import LazyXSeg
+
+    def load():
+        from dfl.device import pick_device
+        from dfl.faces.weights import weights_dir as resolve_weights_dir
+        from dfl.xseg.predictor import load_predictor
+
+        path = None if generic is None else Path(generic) if generic else resolve_weights_dir(weights_dir)
+        try:
+            return load_predictor(workspace.model_dir, name, path, pick_device(device))
+        except DflError as exc:     # the XSeg commands' flags are --name / --generic; here they are these
+            raise DflError(str(exc).replace("--generic", "--xseg-generic").replace("with --name", "with --xseg-name")) \
+                from None
+
+    return LazyXSeg(load)

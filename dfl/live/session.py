@@ -29,7 +29,7 @@ from dfl.faces.align import FaceType
 from dfl.imageops import synthetic_label as label
 from dfl.live.pipeline import LivePipeline, live_threads
 from dfl.live.source import FrameSource, StreamInfo
-from dfl.live.window import LiveControls, LiveUI, OpenCVLiveWindow, RateMeter, draw_overlay
+from dfl.live.window import NO_XSEG_LIVE, LiveControls, LiveUI, OpenCVLiveWindow, RateMeter, draw_overlay
 from dfl.merge.config import MergeConfig
 from dfl.merge.face import FaceEnhancerFunc, Predictor
 from dfl.precision import CHOICES
@@ -173,8 +173,7 @@ def run_live(req: LiveRequest, *, ui: LiveUI | None = None, enhancer: FaceEnhanc
     """Swap the faces of ``req.source`` frame by frame; show them (``ui``, or a window when ``req.window``)
     and/or write ``req.output``.  Stops at the end of the stream, on Esc, or when the window closes."""
     if req.cfg.needs_xseg:
-        raise DflError(f"--mask-mode {req.cfg.mask_mode}: XSeg mask modes need a trained XSeg model, which "
-                       "this version cannot load yet; use a learned-* mask mode")
+        raise DflError(f"--mask-mode {req.cfg.mask_mode}: {NO_XSEG_LIVE}")
     if req.cfg.super_resolution_power and enhancer is None:
         raise DflError("super_resolution_power: needs DFL's face enhancer (FaceEnhancer.npy in the weights folder)")
     times = times or StageTimes()

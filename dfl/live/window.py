@@ -1,8 +1,9 @@
 """The live window, in three parts kept apart so tests drive it without a display:
 
 * :class:`LiveControls` — what the keys do (a state machine, no drawing): the interactive merger's
-  setting keys (:func:`dfl.merge.interactive.apply_setting_key`: 1-6 mode, x mask, w/s erode, e/d blur,
-  c colour transfer, ``[`` ``]`` AMP morph, ...), Space swap on/off, Tab help, Esc quit;
+  setting keys (:func:`dfl.merge.interactive.apply_setting_key`: 1-6 mode, x mask (no XSeg modes
+  live), w/s erode, e/d blur, c colour transfer, ``[`` ``]`` AMP morph, ...), Space swap on/off, Tab help,
+  Esc quit;
 * :func:`draw_overlay` — the frame with the achieved frames/s and the settings drawn on it;
 * :class:`OpenCVLiveWindow` — a real window (``show`` and ``next_key``), or any object with those methods.
 """
@@ -21,6 +22,8 @@ from dfl.merge.config import MergeConfig
 from dfl.merge.interactive import ESC, TAB, apply_setting_key
 
 SPACE = " "
+NO_XSEG_LIVE = ("dfl live does not run XSeg (the XSeg model costs more per frame than the swap); "
+                "use a learned-* mask mode, or `dfl merge` for XSeg masks")
 HELP_LINES = [
     "dfl live - keys (Shift = bigger step)",
     "Space  swap on/off      Tab  this help      Esc  stop",
@@ -56,7 +59,7 @@ class LiveControls:
             self.message = "swap on" if self.swap else "swap off (the stream as it comes)"
             return True
         cfg = self.cfg.copy()
-        handled, msg = apply_setting_key(cfg, key)
+        handled, msg = apply_setting_key(cfg, key, lambda: NO_XSEG_LIVE)   # x skips the XSeg modes
         self.message = msg
         if not handled or cfg.to_dict() == self.cfg.to_dict():
             return False

@@ -204,8 +204,11 @@ class MergeConfig:
         if self.mode in ("hist-match", "seamless-hist-match"):
             self.hist_match_threshold = _clip(self.hist_match_threshold + diff, "hist_match_threshold")
 
-    def toggle_mask_mode(self) -> None:
-        self.mask_mode = MASK_MODES[(MASK_MODES.index(self.mask_mode) + 1) % len(MASK_MODES)]
+    def toggle_mask_mode(self, xseg: bool = True) -> None:
+        """The next mask mode, as DFL's ``x`` key; without an XSeg model (``xseg`` False) its modes are skipped."""
+        modes = MASK_MODES if xseg else tuple(m for m in MASK_MODES if m not in XSEG_MASK_MODES)
+        i = modes.index(self.mask_mode) + 1 if self.mask_mode in modes else 0
+        self.mask_mode = modes[i % len(modes)]
 
     def add_erode_mask_modifier(self, diff: int) -> None:
         self.erode_mask_modifier = _clip(self.erode_mask_modifier + diff, "erode_mask_modifier")

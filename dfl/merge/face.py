@@ -29,7 +29,12 @@ XSEG_INPUT_SIZE = 256
 _NOISE = 1.0 / 255.0
 
 XSegFunc = Callable[[np.ndarray], np.ndarray]
-"""XSeg segmenter: N x 256 x 256 x 3 float32 BGR faces -> N x 256 x 256 float32 masks."""
+"""XSeg segmenter: N x 256 x 256 x 3 float32 BGR faces -> N x 256 x 256 float32 masks (DFL's ``extract``:
+clipped, below 0.1 set to 0).  One with a ``resolution`` attribute gets faces of that size instead."""
+XSEG_PRD_MODES = ("XSeg-prd", "XSeg-prd*XSeg-dst", "learned-prd*learned-dst*XSeg-prd*XSeg-dst")
+XSEG_DST_MODES = ("XSeg-dst", "XSeg-prd*XSeg-dst", "learned-prd*learned-dst*XSeg-prd*XSeg-dst")
+XSegMasks = tuple["np.ndarray | None", "np.ndarray | None"]
+"""(XSeg-prd, XSeg-dst) masks of one face at the XSeg model's resolution; None where the mode needs none."""
 
 SUPER_RESOLUTION_SCALE = 4   # DFL's FaceEnhancer upscales 4x; with super resolution the merge works at 4x
 
@@ -182,9 +187,38 @@ def _warp_back(img: np.ndarray, mat: np.ndarray, wh: tuple[int, int], border: np
     return cv2.warpAffine(img, mat, wh, flags=cv2.WARP_INVERSE_MAP | cv2.INTER_CUBIC)
 
 
+NO_XSEG = ("mask mode {mode}: XSeg mask modes need an XSeg model (none loaded); train one (`dfl train --model "
+           "XSeg`), put DFL's XSeg_256.npy in the model folder, or use a learned-* mask mode")
+
+
+def xseg_inputs(frame: np.ndarray, job: FaceJob, prd_face: np.ndarray, mode: str, face_type: FaceType,
+                size: int = XSEG_INPUT_SIZE) -> XSegMasks:
+    """What DFL's merger gives its XSeg for one face: the predicted face resized (bicubic) to the XSeg
+    resolution, and the dst face cut from the frame at that resolution with the swap model's face type
+    (DFL's merger runs XSeg on the swap model's cut whatever face type the XSeg was trained on)."""
+    prd = cv2.resize(np.clip(prd_face, 0, 1).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC) \
+        if mode in XSEG_PRD_MODES else None
+    dst = _cut(frame, job.landmarks, size, face_type)[1] if mode in XSEG_DST_MODES else None
+    return prd, dst
+
+
+def run_xseg(xseg: XSegFunc, faces: Sequence[tuple[np.ndarray, FaceJob, np.ndarray, str]],
+             face_type: FaceType) -> list[XSegMasks]:
+    """XSeg masks for many faces in one network batch: ``faces`` are (frame, job, predicted face, mask mode)."""
+    size = int(getattr(xseg, "resolution", XSEG_INPUT_SIZE))
+    inputs = [xseg_inputs(frame, job, prd, mode, face_type, size) for frame, job, prd, mode in faces]
+    flat = [x for pair in inputs for x in pair if x is not None]
+    if not flat:
+        return [(None, None) for _ in faces]
+    masks = iter(np.asarray(xseg(np.stack(flat)), np.float32).reshape(len(flat), size, size))
+    return [tuple(None if x is None else next(masks) for x in pair) for pair in inputs]  # type: ignore[misc]
+
+
 def _work_mask(job: FaceJob, prd_face: np.ndarray, prd_mask: np.ndarray, dst_mask: np.ndarray,
-               cfg: MergeConfig, face_type: FaceType, frame: np.ndarray, xseg: XSegFunc | None) -> np.ndarray:
-    """The mask in face space at model resolution, per ``cfg.mask_mode``."""
+               cfg: MergeConfig, face_type: FaceType, frame: np.ndarray, xseg: XSegFunc | None,
+               xseg_masks: XSegMasks | None = None) -> np.ndarray:
+    """The mask in face space at model resolution, per ``cfg.mask_mode``; the XSeg modes use ``xseg_masks``
+    (from :func:`run_xseg`) or run ``xseg`` on this face."""
     size = prd_face.shape[0]
     mode = cfg.mask_mode
     if mode == "full":
@@ -200,19 +234,12 @@ def _work_mask(job: FaceJob, prd_face: np.ndarray, prd_mask: np.ndarray, dst_mas
         return prd_mask * dst_mask
     if mode == "learned-prd+learned-dst":
         return np.clip(prd_mask + dst_mask, 0, 1)
-    if xseg is None:
-        raise DflError(f"mask mode {mode}: XSeg mask modes need a trained XSeg model in the workspace's "
-                       "model folder (none loaded); use a learned-* mask mode or train XSeg first")
-    s = XSEG_INPUT_SIZE
-    x_prd = x_dst = None
-    if mode in ("XSeg-prd", "XSeg-prd*XSeg-dst", "learned-prd*learned-dst*XSeg-prd*XSeg-dst"):
-        face = cv2.resize(prd_face, (s, s), interpolation=cv2.INTER_CUBIC)
-        x_prd = cv2.resize(np.asarray(xseg(face[None])[0], np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
-    if mode != "XSeg-prd":
-        mat = transform_matrix(job.landmarks, s, face_type)
-        face = cv2.warpAffine(frame, mat, (s, s), flags=cv2.INTER_CUBIC)
-        face = face.astype(np.float32) / 255.0 if face.dtype == np.uint8 else face.astype(np.float32)
-        x_dst = cv2.resize(np.asarray(xseg(face[None])[0], np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+    if xseg_masks is None:
+        if xseg is None:
+            raise DflError(NO_XSEG.format(mode=mode))
+        xseg_masks = run_xseg(xseg, [(frame, job, prd_face, mode)], face_type)[0]
+    x_prd, x_dst = (None if m is None else cv2.resize(np.asarray(m, np.float32), (size, size),
+                                                      interpolation=cv2.INTER_CUBIC) for m in xseg_masks)
     if mode == "XSeg-prd":
         return x_prd
     if mode == "XSeg-dst":
@@ -253,8 +280,10 @@ def _transfer(cfg: MergeConfig, face: np.ndarray, dst_face: np.ndarray, area: np
 
 def blend_face(frame: np.ndarray, job: FaceJob, prediction: Sequence[np.ndarray], cfg: MergeConfig,
                face_type: FaceType, xseg: XSegFunc | None = None,
-               rng: np.random.Generator | None = None, enhancer: FaceEnhancerFunc | None = None) -> FaceResult:
-    """Blend one predicted face into ``frame`` (uint8 BGR, not modified) per ``cfg``."""
+               rng: np.random.Generator | None = None, enhancer: FaceEnhancerFunc | None = None,
+               xseg_masks: XSegMasks | None = None) -> FaceResult:
+    """Blend one predicted face into ``frame`` (uint8 BGR, not modified) per ``cfg``.  The XSeg mask modes
+    take ``xseg_masks`` when the caller ran XSeg over a batch (:func:`batch_xseg`), else run ``xseg``."""
     if cfg.super_resolution_power:
         if enhancer is None:
             raise DflError("super resolution: needs DFL's face enhancer (FaceEnhancer.npy in the weights folder)")
@@ -271,7 +300,8 @@ def blend_face(frame: np.ndarray, job: FaceJob, prediction: Sequence[np.ndarray]
     out_mat = transform_matrix(job.landmarks, size, face_type, scale=scale) if cfg.output_face_scale else job.face_mat
     mask_mat = transform_matrix(job.landmarks, model_size * 4, face_type, scale=scale)
 
-    wrk = _shape_mask(_work_mask(job, prd_face, prd_mask, dst_mask, cfg, face_type, frame, xseg), model_size, cfg)
+    wrk = _shape_mask(_work_mask(job, prd_face, prd_mask, dst_mask, cfg, face_type, frame, xseg, xseg_masks),
+                      model_size, cfg)
 
     whole_frame = not cfg.is_raw and cfg.mode != "original" and (
         cfg.image_denoise_power or cfg.bicubic_degrade_power or cfg.color_degrade_power)
@@ -434,7 +464,25 @@ def merge_frame(frame: np.ndarray, landmarks_list: Sequence[np.ndarray], predict
                          motions[i] if motions else None, bool(cfg.super_resolution_power))
             for i, lm in enumerate(landmarks_list)]
     prd, pm, dm = predictor(np.stack([j.dst_face for j in jobs]), morph_value=cfg.morph_value)
-    results = [blend_face(frame, j, (prd[i], pm[i], dm[i]), cfg, predictor.face_type, xseg, rng, enhancer)
+    xms = batch_xseg(xseg, [(frame, j, prd[i], cfg) for i, j in enumerate(jobs)], predictor.face_type)
+    results = [blend_face(frame, j, (prd[i], pm[i], dm[i]), cfg, predictor.face_type, xseg, rng, enhancer, xms[i])
                for i, j in enumerate(jobs)]
     return compose(frame, results)
+
+
+def batch_xseg(xseg: XSegFunc | None, faces: Sequence[tuple[np.ndarray, FaceJob, np.ndarray, MergeConfig]],
+               face_type: FaceType) -> list[XSegMasks | None]:
+    """The XSeg masks of every face whose settings use an XSeg mode, in one network batch; None for the
+    others and for faces merged with super resolution (DFL runs XSeg-prd on the enhanced face, which only
+    exists inside :func:`blend_face`)."""
+    out: list[XSegMasks | None] = [None] * len(faces)
+    want = [i for i, (_, _, _, c) in enumerate(faces) if c.needs_xseg and not c.super_resolution_power]
+    if not want:
+        return out
+    if xseg is None:
+        raise DflError(NO_XSEG.format(mode=faces[want[0]][3].mask_mode))
+    masks = run_xseg(xseg, [(faces[i][0], faces[i][1], faces[i][2], faces[i][3].mask_mode) for i in want], face_type)
+    for i, m in zip(want, masks):
+        out[i] = m
+    return out
 

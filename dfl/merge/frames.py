@@ -32,7 +32,8 @@ from dfl.faces.align import FaceType, transform_matrix, transform_points
 from dfl.imageops import synthetic_label as label
 from dfl.merge import png
 from dfl.merge.config import MergeConfig
-from dfl.merge.face import FaceEnhancerFunc, FaceResult, Predictor, XSegFunc, blend_face, compose_rois, prepare_face
+from dfl.merge.face import (NO_XSEG, FaceEnhancerFunc, FaceResult, Predictor, XSegFunc, batch_xseg, blend_face,
+                            compose_rois, prepare_face)
 from dfl.workspace import Workspace, list_images
 
 CONFIG_NAME = "merge_config.json"
@@ -118,9 +119,24 @@ def _read(path: Path) -> np.ndarray:
     return img
 
 
-def frame_digest(cfg: MergeConfig, model_id: str) -> str:
-    """What a merged PNG must carry to be reused: settings + model."""
-    return f"{cfg.settings_hash()}:{model_id}"
+def frame_digest(cfg: MergeConfig, model_id: str, xseg_id: str = "") -> str:
+    """What a merged PNG must carry to be reused: settings + model (+ the XSeg model for the XSeg modes)."""
+    digest = f"{cfg.settings_hash()}:{model_id}"
+    return f"{digest}:{xseg_id}" if cfg.needs_xseg and xseg_id else digest
+
+
+def require_xseg(xseg: XSegFunc | None, cfgs: Sequence[MergeConfig]) -> str:
+    """Check that settings using an XSeg mask mode have an XSeg model (loading a lazy one now, so a missing
+    model is one line before any frame is merged); returns the model's identity ('' when none is needed)."""
+    need = sorted({c.mask_mode for c in cfgs if c.needs_xseg})
+    if not need:
+        return ""
+    if xseg is None:
+        raise DflError(NO_XSEG.format(mode=need[0]))
+    require = getattr(xseg, "require", None)
+    if require is not None:
+        require()
+    return str(getattr(xseg, "identity", ""))
 
 
 def is_done(out_path: Path, mask_path: Path, digest: str) -> bool:
@@ -179,18 +195,15 @@ def merge_frames(infos: Sequence[FrameInfo], out_dir: Path, mask_dir: Path, pred
     mask_dir.mkdir(parents=True, exist_ok=True)
     frame_configs = frame_configs or {}
     cfgs = {i.path.stem: frame_configs.get(i.path.stem, cfg) for i in infos}
-    if xseg is None:
-        need = sorted({c.mask_mode for c in cfgs.values() if c.needs_xseg})
-        if need:
-            raise DflError(f"mask mode {need[0]}: XSeg mask modes need a trained XSeg model in the workspace's "
-                           "model folder (none found); use a learned-* mask mode or train XSeg first")
+    xseg_id = require_xseg(xseg, list(cfgs.values()))
     if enhancer is None and any(c.super_resolution_power for c in cfgs.values()):
         raise DflError("super_resolution_power: needs DFL's face enhancer (FaceEnhancer.npy in the weights folder)")
     summary = MergeSummary()
     todo: list[FrameInfo] = []
     for info in infos:
         stem = info.path.stem
-        if not force and is_done(out_dir / f"{stem}.png", mask_dir / f"{stem}.png", frame_digest(cfgs[stem], model_id)):
+        if not force and is_done(out_dir / f"{stem}.png", mask_dir / f"{stem}.png",
+                                 frame_digest(cfgs[stem], model_id, xseg_id)):
             summary.skipped += 1
         else:
             todo.append(info)
@@ -199,7 +212,7 @@ def merge_frames(infos: Sequence[FrameInfo], out_dir: Path, mask_dir: Path, pred
     restore_threads = _share_cores_with_workers(predictor, torch_threads)
     try:
         return _merge_todo(todo, summary, out_dir, mask_dir, predictor, cfgs, model_id, xseg, batch_frames,
-                           workers, progress, on_frame, enhancer)
+                           workers, progress, on_frame, enhancer, xseg_id)
     finally:
         restore_threads()
 
@@ -229,18 +242,18 @@ def _merge_todo(todo: list[FrameInfo], summary: MergeSummary, out_dir: Path, mas
                 cfgs: Mapping[str, MergeConfig], model_id: str, xseg: XSegFunc | None, batch_frames: int,
                 workers: int, progress: bool,
                 on_frame: Callable[[FrameInfo, np.ndarray, np.ndarray], None] | None,
-                enhancer: FaceEnhancerFunc | None = None) -> MergeSummary:
-    """The pipeline: a reader decodes the next chunk while the model predicts this one and the
-    workers blend and write the previous ones."""
+                enhancer: FaceEnhancerFunc | None = None, xseg_id: str = "") -> MergeSummary:
+    """The pipeline: a reader decodes the next chunk while the model (and XSeg, for the XSeg mask modes)
+    predicts this one in one batch and the workers blend and write the previous ones."""
     start = time.perf_counter()
     bar = tqdm(total=len(todo), desc="Merging", unit="frame", disable=not progress, dynamic_ncols=True)
 
-    def finish(info: FrameInfo, frame: np.ndarray, jobs, preds) -> int:
+    def finish(info: FrameInfo, frame: np.ndarray, jobs, preds, xseg_masks) -> int:
         c = cfgs[info.path.stem]
         rng = np.random.default_rng(zlib.crc32(info.path.stem.encode()))  # repeatable idt/sot
         if jobs:
             results: list[FaceResult] = [blend_face(frame, j, (preds[0][k], preds[1][k], preds[2][k]), c,
-                                                    predictor.face_type, xseg, rng, enhancer)
+                                                    predictor.face_type, xseg, rng, enhancer, xseg_masks[k])
                                          for k, j in enumerate(jobs)]
             image, mask, box = compose_rois(frame, results)
             mask8 = np.zeros(mask.shape, np.uint8)
@@ -255,7 +268,7 @@ def _merge_todo(todo: list[FrameInfo], summary: MergeSummary, out_dir: Path, mas
             image, mask = frame, np.zeros(frame.shape[:2], np.float32)
             mask8 = np.zeros(frame.shape[:2], np.uint8)
         write_outputs(out_dir / f"{info.path.stem}.png", mask_dir / f"{info.path.stem}.png", image, mask8,
-                      frame_digest(c, model_id), synthetic=bool(jobs), visible_label=c.visible_label)
+                      frame_digest(c, model_id, xseg_id), synthetic=bool(jobs), visible_label=c.visible_label)
         if on_frame is not None:
             on_frame(info, image, mask)
         return 1 if jobs else 0
@@ -294,11 +307,15 @@ def _merge_todo(todo: list[FrameInfo], summary: MergeSummary, out_dir: Path, mas
                     p = predictor(batch, morph_value=morph)
                     for n, (fi, k) in enumerate(where):
                         preds[fi][k] = (p[0][n], p[1][n], p[2][n])
+                faces = [(frames[fi], all_jobs[fi][k], preds[fi][k][0], cfgs[chunk[fi].path.stem])
+                         for fi in range(len(chunk)) for k in range(len(all_jobs[fi]))]
+                xms = iter(batch_xseg(xseg, faces, predictor.face_type))
                 for fi, info in enumerate(chunk):
                     fp = preds[fi]
                     stacked = (np.stack([x[0] for x in fp]), np.stack([x[1] for x in fp]),
                                np.stack([x[2] for x in fp])) if fp else None
-                    pending.append(pool.submit(finish, info, frames[fi], all_jobs[fi], stacked))
+                    frame_xms = [next(xms) for _ in fp]
+                    pending.append(pool.submit(finish, info, frames[fi], all_jobs[fi], stacked, frame_xms))
                 drain(2 * workers + batch_frames)
             drain(0)
     finally:
@@ -383,8 +400,11 @@ def merge_context(ctx: MergeContext, cfg: MergeConfig, *, frame_configs: Mapping
     """Merge every frame of a prepared context and save ``merge_config.json``."""
     cfg = cfg.copy().validate().fill_unset(ctx.defaults)
     ws = ctx.workspace
+    model = dict(ctx.model_info)
+    if require_xseg(xseg, [cfg, *(frame_configs or {}).values()]):
+        model["xseg"] = str(getattr(xseg, "name", "XSeg"))
     ws.merged_dir.mkdir(parents=True, exist_ok=True)
-    save_config(ws.merged_dir, cfg, ctx.model_info)
+    save_config(ws.merged_dir, cfg, model)
     return merge_frames(ctx.infos, ws.merged_dir, ws.merged_mask_dir, ctx.predictor, cfg,
                         model_id=ctx.model_id, frame_configs=frame_configs, xseg=xseg,
                         batch_frames=batch_frames or default_batch(ctx.device_type), workers=workers,

@@ -41,8 +41,8 @@ ADJUST_KEYS: dict[str, tuple[str, int, int]] = {
     "p": ("add_color_degrade_power", 1, 5), ";": ("add_color_degrade_power", -1, -1),
     ":": ("add_color_degrade_power", -5, -5),
 }
-TOGGLE_KEYS = {"z": "toggle_masked_hist_match", "x": "toggle_mask_mode", "c": "toggle_color_transfer_mode",
-               "n": "toggle_sharpen_mode"}
+TOGGLE_KEYS = {"z": "toggle_masked_hist_match", "c": "toggle_color_transfer_mode",
+               "n": "toggle_sharpen_mode"}     # and "x", the mask mode: apply_setting_key
 MODE_KEYS = {"`": 0, "1": 1, "2": 2, "3": 3, "4": 4, "5": 5, "6": 6}
 SHIFTED = {"<": ",", ">": ".", "?": "/", "~": "`", "!": "1", "@": "2", "#": "3", "$": "4", "%": "5", "^": "6"}
 TAB, ESC = "\t", "\x1b"
@@ -50,7 +50,7 @@ TAB, ESC = "\t", "\x1b"
 HELP_LINES = [
     "dfl interactive merger - keys (Shift = bigger step)",
     "` 1 2 3 4 5 6   mode: original overlay hist-match seamless seamless-hist raw-rgb raw-predict",
-    "x  mask mode        c  colour transfer     n  sharpen mode     z  masked hist-match",
+    "x  mask mode (XSeg-*: needs an XSeg model)   c  colour transfer   n  sharpen mode   z  masked hist-match",
     "w/s erode +/-       e/d blur +/-           r/f motion blur +/-",
     "q/a hist-match threshold +/-               u/j output face scale +/-",
     "y/h sharpen (+) / blur (-)                 t/g super resolution +/- (DFL's FaceEnhancer.npy)",
@@ -79,11 +79,27 @@ def split_key(key: str) -> tuple[bool, str]:
     return key in SHIFTED or (key.isalpha() and key.isupper()), SHIFTED.get(key, key.lower())
 
 
-def apply_setting_key(cfg: MergeConfig, key: str) -> tuple[bool, str]:
+XSegReady = Callable[[], str]
+"""'' when an XSeg model is loaded (loading it if need be), else why there is none (one line)."""
+
+
+def apply_setting_key(cfg: MergeConfig, key: str, xseg_ready: XSegReady | None = None) -> tuple[bool, str]:
     """Apply one of DFL's merger setting keys (modes, mask, erode, blur, colour, ... and ``[`` ``]`` for
     AMP's morph value) to ``cfg`` in place.  Returns (whether ``key`` is a settings key, a message for the
-    screen).  The interactive merger and ``dfl live`` share these keys."""
+    screen).  The interactive merger and ``dfl live`` share these keys.
+
+    ``x`` cycles the mask modes as DFL does, the XSeg ones included when ``xseg_ready`` says a model is
+    there (asked only when the cycle reaches them, so a lazy model loads when first chosen); without one
+    they are skipped and the message says why."""
     shift, base = split_key(key)
+    if base == "x":
+        cfg.toggle_mask_mode()
+        if cfg.needs_xseg:
+            why = xseg_ready() if xseg_ready is not None else "no XSeg model loaded"
+            if why:
+                cfg.toggle_mask_mode(xseg=False)
+                return True, f"XSeg mask modes skipped: {why}"
+        return True, ""
     if base in MODE_KEYS:
         cfg.set_mode(MODE_KEYS[base])
     elif base in ADJUST_KEYS:
@@ -113,6 +129,8 @@ class MergeSession:
     checkerboard: bool = False
     process_remaining: bool = False
     message: str = ""
+    xseg_ready: XSegReady | None = None
+    """Whether the XSeg mask modes can be offered (see :func:`apply_setting_key`); None: they cannot."""
 
     def __post_init__(self) -> None:
         if len(self.configs) != len(self.stems):
@@ -157,7 +175,7 @@ class MergeSession:
             return KeyResult()
         cfg = self.cfg
         before = cfg.to_dict()
-        handled, msg = apply_setting_key(cfg, key)
+        handled, msg = apply_setting_key(cfg, key, self.xseg_ready)
         if not handled:
             if base in (",", "m", ".", "/"):
                 return self._navigate(base, shift)
@@ -394,6 +412,8 @@ def merge_interactive(ctx, cfg: MergeConfig, ui: UI | None = None, session_path:
     cfg = cfg.copy().validate().fill_unset(ctx.defaults)
     stems = [i.path.stem for i in ctx.infos]
     session = MergeSession.load_or_new(session_path, stems, cfg)
+    if xseg is not None:
+        session.xseg_ready = getattr(xseg, "ready", lambda: "")
 
     def render(i: int, c: MergeConfig) -> tuple[np.ndarray, np.ndarray]:
         info = ctx.infos[i]
