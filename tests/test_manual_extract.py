@@ -19,23 +19,9 @@ from dfl.faces.manual_draw import render, view_image
 from dfl.faceset import list_faces, read_record
 from dfl.manual_extract import manual_extract, run_manual, select_frames
 from dfl.workspace import Workspace, list_images
+from ui_script import Script
 
 
-class Script:
-    """A UI that plays batches of events (one batch per poll) and then reports the window closed."""
-
-    def __init__(self, *batches: list) -> None:
-        self.batches = list(batches)
-        self.shown: list[np.ndarray] = []
-
-    def show(self, image: np.ndarray) -> None:
-        self.shown.append(image)
-
-    def events(self) -> list | None:
-        return self.batches.pop(0) if self.batches else None
-
-    def close(self) -> None:
-        pass
 
 
 # ----------------------------------------------------------------------------------- the editor alone

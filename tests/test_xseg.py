@@ -26,6 +26,7 @@ from dfl.xseg.editor import Mode, View, XSegEditor
 from dfl.xseg.predictor import MaskPredictor, load_predictor
 from dfl.xseg.session import edit_labels
 from dfl.xseg.tools import APPLY_STATE, apply_masks, fetch_dir, fetch_labelled, find_stored, remove_stored
+from ui_script import Script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,21 +64,6 @@ SQUARE = {"type": 1, "pts": np.float32([[10, 10], [50, 10], [50, 50], [10, 50]])
 HOLE = {"type": 0, "pts": np.float32([[20, 20], [30, 20], [30, 30]])}
 
 
-class Script:
-    """A UI that plays batches of events, one batch per poll, then reports the window closed."""
-
-    def __init__(self, *batches: list) -> None:
-        self.batches = list(batches)
-        self.shown: list[np.ndarray] = []
-
-    def show(self, image: np.ndarray) -> None:
-        self.shown.append(image)
-
-    def events(self) -> list | None:
-        return self.batches.pop(0) if self.batches else None
-
-    def close(self) -> None:
-        pass
 
 
 def close(a, b) -> bool:

@@ -32,7 +32,7 @@ from dfl.models.store.saving import (commit_save, mark_complete, recover, save_c
 __all__ = [
     "BACKUPS_DIR", "COMPLETE", "LOCK", "OPTIMIZER", "OPTIONS", "PREVIEWS", "RECORD_PREFIX", "SAVED_FILES",
     "SAVING_DIR", "STATE", "WEIGHTS", "Checkpoint", "ModelInfo", "check_name", "commit_save", "delete_model",
-    "diagnose", "find_model", "holds_model_files", "list_backups", "list_models", "load_model", "load_weights",
+    "diagnose", "find_model", "holds_model_files", "last_saved", "list_backups", "list_models", "load_model", "load_weights",
     "lock_model", "make_backup", "mark_complete", "model_path", "parse_folder_name", "read_checkpoint",
     "read_json", "read_options", "read_weights_header", "rebuild_options", "recover", "recover_state",
     "remove_if_unused", "rename_model", "repair_hint", "restore_backup", "save_checkpoint", "save_record",
