@@ -50,7 +50,7 @@ from dfl.faces.backends import Detector, Landmarker
 from dfl.faces.find import FrameFaces, find_faces
 from dfl.faces.tracker import DEFAULT_DETECT_EVERY, FaceTracker
 from dfl.faces.verify import DEFAULT_MIN_CONFIDENCE, FaceVerifier
-from dfl.interrupt import Interrupted
+from dfl.interrupt import Interrupted, stop_between_steps
 from dfl.progress import progress_bar
 from dfl.text import plural
 from dfl.timing import StageTimes, null_times
@@ -419,7 +419,8 @@ def extract_faces(frames_dir: Path, aligned_dir: Path, detector: Detector, landm
     finder = _FrameFinder(detector, landmarker, opts, times)
     stop: KeyboardInterrupt | None = None
     try:
-        with ThreadPoolExecutor(workers, thread_name_prefix="dfl-decode") as decode_pool, \
+        with stop_between_steps() as check_stop, \
+                ThreadPoolExecutor(workers, thread_name_prefix="dfl-decode") as decode_pool, \
                 ThreadPoolExecutor(workers, thread_name_prefix="dfl-write") as write_pool:
 
             def submit(ready: list[tuple[Path, np.ndarray, FrameFaces]]) -> None:
@@ -433,6 +434,7 @@ def extract_faces(frames_dir: Path, aligned_dir: Path, detector: Detector, landm
                     finish_one()
 
             for path, image in _decoded(todo, decode_pool, ahead=2 * batch_size + workers, times=times):
+                check_stop()                   # Ctrl+C / SIGTERM stop here, between frames
                 if image is None:
                     summary.unreadable.append(path)
                     report(f"{path}: unreadable or corrupt image, skipped")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 EXIT_SIGINT = 130    # 128 + SIGINT
 EXIT_SIGTERM = 143   # 128 + SIGTERM
@@ -70,3 +70,47 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+@contextlib.contextmanager
+def stop_between_steps() -> Iterator[Callable[[], None]]:
+    """Ctrl+C and SIGTERM only ask the block to stop; it stops where the returned ``check()`` is called.
+
+    A ``KeyboardInterrupt`` raised wherever the main thread happens to be can land between a lock's
+    acquire and the ``with`` that releases it (a thread pool's, a progress bar's): the step then hangs in
+    its cleanup instead of stopping.  Inside this block the first signal sets a flag and ``check()``, called
+    by the step between frames, raises :class:`KeyboardInterrupt` (Ctrl+C) or :class:`Terminated` (SIGTERM)
+    at a point where nothing is half done.  A second signal raises at once, for a step that does not get to
+    its next check.  Off the main thread it changes nothing and ``check()`` never raises.
+    """
+    asked: list[int] = []
+
+    def check() -> None:
+        if asked:
+            raise Terminated() if asked[0] == getattr(signal, "SIGTERM", None) else KeyboardInterrupt()
+
+    def handler(signum: int, frame: Any) -> None:
+        if asked:
+            raise Terminated() if signum == getattr(signal, "SIGTERM", None) else KeyboardInterrupt()
+        asked.append(signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    wanted = [s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if s is not None]
+    old: dict[int, Any] = {}
+    try:
+        for sig in wanted:
+            if signal.getsignal(sig) is signal.SIG_IGN:   # a shell that ignores it (nohup, &): keep ignoring
+                continue
+            old[sig] = signal.signal(sig, handler)
+    except (ValueError, OSError):
+        for sig, h in old.items():
+            signal.signal(sig, h)
+        yield lambda: None
+        return
+    try:
+        yield check
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)

@@ -109,7 +109,7 @@ def _stop_extraction(ws: Workspace, sig: signal.Signals) -> tuple[int, str, str]
             assert chunk, f"extract-faces ended before it was stopped: {seen.decode(errors='replace')[-2000:]}"
             seen += chunk
         proc.send_signal(sig)
-        out, rest = proc.communicate(timeout=300)
+        out, rest = proc.communicate(timeout=60)     # it stops at its next frame: seconds
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -174,3 +174,21 @@ def test_summaries_count_in_correct_english(demo_frames_session: Workspace, tmp_
     assert res.code == 0, res.err
     # the merged frame deleted; the frame (its video is gone), the face and result.mp4 moved to the trash
     assert "clear: deleted 1 generated file in" in res.out and "moved 3 items" in res.out, res.out
+
+
+def test_a_stop_waits_for_the_next_check_and_a_second_signal_forces_it() -> None:
+    """Inside stop_between_steps the first SIGTERM only sets the flag (no exception where a lock may be
+    half taken); check() raises Terminated; a second signal raises at once; the old handlers come back."""
+    from dfl.interrupt import Terminated, stop_between_steps
+
+    before = signal.getsignal(signal.SIGTERM)
+    with stop_between_steps() as check:
+        check()                                       # nothing asked yet
+        os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(Terminated):
+            check()
+        with pytest.raises(Terminated):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):                     # the handler runs between bytecodes of this thread
+                pass
+    assert signal.getsignal(signal.SIGTERM) is before
