@@ -74,28 +74,3 @@ def use_all_cores() -> int:
         torch.set_num_threads(available_cores())
     return torch.get_num_threads()
 
-
-def cpu_model() -> str:
-    """The CPU's model name and the instruction sets that decide dfl's speed on it, e.g. "Intel(R) Xeon(R)
-    Processor (AMX, AVX-512 FP16, AVX-512 BF16)": benchmarks print it beside every figure, because speeds
-    here depend on those (bf16 and fp16 kernels) more than on the clock, and virtual CPUs often hide the
-    generation in the name."""
-    import platform
-    from pathlib import Path
-
-    name, flags = "", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and not name:
-                name = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    name = name or platform.processor() or platform.machine() or "unknown CPU"
-    have = [label for flag, label in (("amx_tile", "AMX"), ("avx512_fp16", "AVX-512 FP16"),
-                                      ("avx512_bf16", "AVX-512 BF16")) if flag in flags]
-    if not have:      # the widest vector unit, for CPUs without any of those
-        have = [label for flag, label in (("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags][:1]
-    return f"{name} ({', '.join(have)})" if have else name

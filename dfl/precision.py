@@ -72,6 +72,19 @@ def cpu_name(cpuinfo: str | None = None) -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+def cpu_model() -> str:
+    """The CPU's model string and the instruction sets that decide dfl's speed on it, e.g. "Intel(R) Xeon(R)
+    Processor (AMX, AVX-512 FP16, AVX-512 BF16)": benchmarks print it beside every figure, because speeds
+    depend on those (bf16 and fp16 kernels) more than on the clock, and virtual CPUs often hide the
+    generation in the name."""
+    flags = cpu_flags()
+    have = [label for flag, label in (("amx_tile", "AMX"), ("avx512_fp16", "AVX-512 FP16"),
+                                      ("avx512_bf16", "AVX-512 BF16")) if flag in flags]
+    if not have:      # the widest vector unit, for CPUs without any of those
+        have = [label for flag, label in (("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags][:1]
+    return f"{cpu_name()} ({', '.join(have)})" if have else cpu_name()
+
+
 def device_name(device: torch.device) -> str:
     """What the measurement was made on: the GPU's name, or the CPU's model string and its thread count."""
     if device.type == "cuda":

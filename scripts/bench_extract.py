@@ -50,7 +50,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from dfl.device import cpu_model  # noqa: E402
+from dfl.precision import cpu_model  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 VIDEOS = SHARED / "media/video"

@@ -26,7 +26,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from dfl.device import cpu_model  # noqa: E402
+from dfl.precision import cpu_model  # noqa: E402
 SHARED = REPO.parent / "shared"
 DEFAULT_METHODS = ("blur", "motion-blur", "face-yaw", "face-source-rect-size", "hist", "hist-dissim",
                    "brightness", "black", "origname", "final-by-blur", "final-by-size")

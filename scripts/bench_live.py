@@ -30,7 +30,8 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dfl.device import available_cores, cpu_model  # noqa: E402
+from dfl.device import available_cores  # noqa: E402
+from dfl.precision import cpu_model  # noqa: E402
 from dfl.errors import DflError  # noqa: E402
 from dfl.live.session import LiveRequest, run_live  # noqa: E402
 from dfl.merge.config import MergeConfig  # noqa: E402

@@ -146,9 +146,9 @@ def main() -> None:
             print("RESULT " + json.dumps(_child(key, a.device, prec, a.warmup, a.iters, not a.no_channels_last)))
         return
     rows = []
-    from dfl.precision import cpu_name
+    from dfl.precision import cpu_model
 
-    print(f"CPU: {cpu_name()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"CPU: {cpu_model()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(f"{'configuration':24} {'precision':9} {'device':8} {'ms/iter':>9} {'peak GB':>8}  {'DFL CPU ref':>14}  "
           f"{'DFL re-measured':>16}  {'CPU ms':>7}  {'auto picks':>10}")
     for key in a.configs.split(","):

@@ -32,18 +32,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))   # runs from a checkout without installing
+from dfl.precision import cpu_model  # noqa: E402
 VIDEO = ROOT.parent / "shared" / "media" / "video" / "hdtf" / "WDA_KatieHill_000.mp4"
 
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown CPU"
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.partition(":")[2].strip()
-    return "unknown CPU"
 
 
 def dfl(*args: object) -> None:
