@@ -79,7 +79,7 @@ def stage_times(info, predictor, dev, n: int = 10) -> None:
     """Milliseconds per stage of one frame (decode, predict one face, blend, encode), one at a time."""
     import torch
 
-    from dfl.merge.png import encode_png
+    from dfl.imageops.png import encode_png
     from dfl.merge.face import blend_face, compose, prepare_face
 
     data = np.fromfile(str(info.path), np.uint8)

@@ -458,7 +458,7 @@ def test_hdtf_dst_merged_in_every_frame_then_video_keeps_count_fps_audio_and_lab
 
 @pytest.mark.parametrize("zlib_only", [False, True])
 def test_fast_png_writer_round_trips_pixels_and_labels(monkeypatch, zlib_only):
-    from dfl.merge import png
+    from dfl.imageops import png
 
     if zlib_only:       # the fallback when the isal package is missing
         monkeypatch.setattr(png, "_isal", None)

@@ -21,12 +21,14 @@ none.  All tiles of a batch go through the network together.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
+from dfl.faces.engine import GraphEngine
 from dfl.faces.tflite_graph import TFLiteGraph
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
@@ -116,6 +118,7 @@ class _Model:
         file, self.size, strides, per_cell, self.min_score = VARIANTS[variant]
         self.device = device
         self.net = TFLiteGraph.load(weights_dir / file).to(device)
+        self.engine = GraphEngine(self.net, weights_dir / file, (1, 3, self.size, self.size))
         self.anchors = torch.from_numpy(make_anchors(self.size, strides, per_cell)).to(device)
 
     def letterbox(self, img: np.ndarray) -> tuple[np.ndarray, float]:
@@ -135,7 +138,7 @@ class _Model:
         ``min_score`` overrides the model's MediaPipe threshold (a verifier wants the weak scores too)."""
         x = torch.from_numpy(np.stack(crops)).to(self.device)
         x = x.permute(0, 3, 1, 2).float().mul_(2.0 / 255.0).sub_(1.0)
-        raw, logits = self.net(x)
+        raw, logits = self.engine(x)
         dets, kps = decode(raw, logits, self.anchors, self.size)
         threshold = self.min_score if min_score is None else min_score
         out = []
@@ -146,6 +149,14 @@ class _Model:
             k *= self.size
             out.append(weighted_nms(d, k))
         return out
+
+
+@functools.lru_cache(maxsize=8)
+def shared_model(variant: str, device: torch.device, weights_dir: Path) -> _Model:
+    """One loaded model per variant, device and weights folder: the detector and the face check
+    (:mod:`dfl.faces.verify`) both run the short-range model, and it is stateless, so they share it (its
+    memory and its onnxruntime session)."""
+    return _Model(variant, device, Path(weights_dir))
 
 
 class BlazeFaceDetector:
@@ -167,8 +178,8 @@ class BlazeFaceDetector:
         self.confident_score = confident_score
         self.min_face_px = min_face_px
         wdir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
-        self.short = _Model("short", self.device, wdir) if variant in ("short", "auto") else None
-        self.full = _Model("full", self.device, wdir) if variant in ("full", "auto") else None
+        self.short = shared_model("short", self.device, wdir) if variant in ("short", "auto") else None
+        self.full = shared_model("full", self.device, wdir) if variant in ("full", "auto") else None
 
     def detect(self, images: list[np.ndarray]) -> list[np.ndarray]:
         return [d for d, _ in self.detect_with_keypoints(images)]

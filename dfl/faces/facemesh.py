@@ -48,6 +48,7 @@ import cv2
 import numpy as np
 import torch
 
+from dfl.faces.engine import GraphEngine
 from dfl.faces.tflite_graph import TFLiteGraph
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
@@ -205,6 +206,7 @@ class FaceMeshLandmarker:
         wdir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
         file = "facemesh_attention.safetensors" if attention else "facemesh.safetensors"
         self.net = TFLiteGraph.load(wdir / file).to(self.device)
+        self.engine = GraphEngine(self.net, wdir / file, (1, 3, INPUT_SIZE, INPUT_SIZE))
 
     def landmarks(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[np.ndarray]:
         return [mesh_to_68(m).astype(np.float32) for m in self.mesh(images, boxes)]
@@ -221,11 +223,10 @@ class FaceMeshLandmarker:
             rois.append((center, max(b[2] - b[0], b[3] - b[1]) * BOX_SCALE, 0.0))
         # Passes before the last only place the next crop: the attention model's refined lips and eyes are
         # skipped there (its mesh alone costs what the plain model does; the refinement twice that).
-        meshes, presence = self._run(images, faces, rois, refine=self.passes == 1)
+        meshes, _ = self._run(images, faces, rois, refine=self.passes == 1)
         for k in range(self.passes - 1):
             rois = [self._roi_from_mesh(m) for m in meshes]
-            meshes, presence = self._run(images, faces, rois, refine=k == self.passes - 2)
-        self.last_presence = presence
+            meshes, _ = self._run(images, faces, rois, refine=k == self.passes - 2)
         out, i = [], 0
         for c in counts:
             out.append(np.stack(meshes[i:i + c]).astype(np.float32) if c else np.zeros((0, 468, 3), np.float32))
@@ -283,7 +284,7 @@ class FaceMeshLandmarker:
         x = torch.from_numpy(np.stack(crops)[..., ::-1].copy()).to(self.device)
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
         n_out = len(self.net.output_ids)
-        outs = self.net(x, None if refine else (0, n_out - 1))  # mesh first, face flag last
+        outs = self.engine(x, None if refine else (0, n_out - 1))  # mesh first, face flag last
         raw, flag = outs[0], outs[-1]
         raw = raw.reshape(len(crops), 468, 3).cpu().numpy().astype(np.float64)
         if len(outs) > 2:  # attention model: mesh, lips, eyes (subject's right, left), irises, flag

@@ -47,9 +47,9 @@ class FaceVerifier:
     """Confidence per landmarked face: BlazeFace short-range's score on the face's own upright crop."""
 
     def __init__(self, device: torch.device | str = "cpu", weights_dir: str | Path | None = None) -> None:
-        from dfl.faces.blazeface import WEIGHTS_DIR, _Model
+        from dfl.faces.blazeface import WEIGHTS_DIR, shared_model
 
-        self.model = _Model("short", torch.device(device), Path(weights_dir) if weights_dir else WEIGHTS_DIR)
+        self.model = shared_model("short", torch.device(device), Path(weights_dir) if weights_dir else WEIGHTS_DIR)
 
     def confidence(self, images: list[np.ndarray], landmarks: list[np.ndarray]) -> list[np.ndarray]:
         """Per image a ``(K,)`` float array in [0, 1] for its ``(K, 68, 2)`` landmarks (one batch for all)."""

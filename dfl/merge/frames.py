@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -30,7 +29,8 @@ from dfl.device import available_cores
 from dfl.errors import DflError
 from dfl.faces.align import FaceType, transform_matrix, transform_points
 from dfl.imageops import synthetic_label as label
-from dfl.merge import png
+
+from dfl.imageops import png
 from dfl.merge.config import MergeConfig
 from dfl.merge.face import (NO_XSEG, FaceEnhancerFunc, FaceResult, Predictor, XSegFunc, batch_xseg, blend_face,
                             compose_rois, prepare_face)
@@ -113,7 +113,7 @@ def frame_infos(frames: Sequence[Path], alignments: Mapping[str, list[np.ndarray
 
 def _read(path: Path) -> np.ndarray:
     data = np.fromfile(str(path), np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    img = png.decode_color(data)
     if img is None:
         raise DflError(f"{path}: cannot read this frame")
     return img
