@@ -1,15 +1,16 @@
 """Step 4/5: find every face in a folder of frames, align it, and write DFL aligned-face JPEGs.
 
 DFL's extractor runs one frame at a time through detection, landmarks and writing, which is why it
-manages a couple of frames per second.  Here the work is pipelined: frames are decoded on a thread pool
-ahead of need, faces are found on the main thread, and warping, JPEG encoding and writing run on a second
-pool meanwhile (OpenCV and torch release the GIL, so the threads really overlap).
+manages a couple of frames per second.  Frames of one video follow each other (``00041.png`` after
+``00040.png``, see :func:`follows`), so their faces are tracked from the previous frame's landmarks
+(:class:`dfl.faces.tracker.FaceTracker`: the full search at least every ``detect_every`` frames, whenever a
+face is lost and at cuts).  Every other frame (stills, the first frame, frames after a gap or out of order)
+gets the full search (:func:`dfl.faces.find.find_faces`), batched.
 
-Frames of one video follow each other (``00041.png`` after ``00040.png``, see :func:`follows`), so their
-faces are tracked from the previous frame's landmarks (:class:`dfl.faces.tracker.FaceTracker`: the full
-search at least every ``detect_every`` frames, whenever a face is lost and at cuts).  Every other frame
-(stills, the first frame, frames after a gap or out of order) gets the full search
-(:func:`dfl.faces.find.find_faces`), batched.  Either way each face passes the confidence check of
+Tracking is sequential, so the cores are used by splitting the frames into runs of consecutive frames
+(:class:`_Runs`) worked on side by side, one thread per core, each reading, finding, aligning and writing
+its frames in order; a thread whose run is done takes half of the longest run left, which starts with the
+full search.  PNG decoding, onnxruntime, OpenCV and torch release the GIL, so the threads really overlap.  Either way each face passes the confidence check of
 :mod:`dfl.faces.verify` (``min_confidence``), and the summary counts the candidates rejected.  Per-stage
 CPU times (:mod:`dfl.timing`) come back in ``ExtractSummary.stages`` for the benchmark.
 
@@ -31,11 +32,11 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -50,6 +51,7 @@ from dfl.faces.backends import Detector, Landmarker
 from dfl.faces.find import FrameFaces, find_faces
 from dfl.faces.tracker import DEFAULT_DETECT_EVERY, FaceTracker
 from dfl.faces.verify import DEFAULT_MIN_CONFIDENCE, FaceVerifier
+from dfl.imageops.png import decode_color
 from dfl.interrupt import Interrupted, stop_between_steps
 from dfl.progress import progress_bar
 from dfl.text import plural
@@ -62,6 +64,8 @@ STATE_FILE = ".dfl_extract.json"
 # ignores it and DFL's faces are bilinear.  "linear" therefore reproduces DFL's pixels, and it is what
 # keeps 720p extraction above 25 frames/s on 2 cores (measured: 26 frames/s bilinear, 18 with Lanczos).
 INTERPOLATIONS = {"lanczos": cv2.INTER_LANCZOS4, "cubic": cv2.INTER_CUBIC, "linear": cv2.INTER_LINEAR}
+MAX_RUNS = 8             # runs worked on at once (one per core, up to this)
+MIN_RUN = 8             # frames: no run is made shorter (each new run starts with the full search)
 LIGHT_BACKENDS = {"blazeface", "facemesh", "dlib", "template", "fixed"}  # a few ms per frame on a CPU core
 DEBUG_JPEG_QUALITY = 50
 _FACE_NAME = re.compile(r"^(?P<stem>.+)_(?P<idx>\d+)$")
@@ -217,37 +221,7 @@ def read_frame(path: Path) -> np.ndarray | None:
         data = np.fromfile(str(path), np.uint8)
     except OSError:
         return None
-    if data.size == 0:
-        return None
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if img is None or img.size == 0:
-        return None
-    return img
-
-
-def _decoded(paths: list[Path], pool: ThreadPoolExecutor, ahead: int,
-             times: StageTimes | None = None) -> Iterator[tuple[Path, np.ndarray | None]]:
-    """Frames in order, decoded up to ``ahead`` frames in advance on ``pool``."""
-    times = times or null_times()
-
-    def read(path: Path) -> np.ndarray | None:
-        with times("decode"):
-            return read_frame(path)
-
-    queue: deque[tuple[Path, Future]] = deque()
-    it = iter(paths)
-    for p in it:
-        queue.append((p, pool.submit(read, p)))
-        if len(queue) >= ahead:
-            break
-    while queue:
-        p, fut = queue.popleft()
-        nxt = next(it, None)
-        if nxt is not None:
-            queue.append((nxt, pool.submit(read, nxt)))
-        with times.waiting("wait decode"):
-            image = fut.result()
-        yield p, image
+    return decode_color(data)
 
 
 _NUMBERED = re.compile(r"^(?P<prefix>.*?)(?P<num>\d+)$")
@@ -264,19 +238,49 @@ def follows(previous: Path | None, path: Path) -> bool:
 
 
 # ----------------------------------------------------------------------------------- the pipeline
-def _torch_threads(opts: ExtractOptions, detector: Detector, landmarker: Landmarker, cores: int) -> int:
-    """Intra-op threads for inference.
+def _threads(opts: ExtractOptions, detector: Detector, landmarker: Landmarker, cores: int) -> tuple[int, int]:
+    """(runs worked on at once, torch intra-op threads).
 
-    Light models (BlazeFace, FaceMesh) take less time per frame than decoding and writing, so they get
-    half the cores and the decode/write pools the rest: measured on 2 contended cores, 2 torch threads
-    spin-waiting against the pools cost 3x the CPU per frame of 1.  Heavy models (S3FD, 2DFAN-4) are
-    the bottleneck themselves and get every core.
+    Tracking is sequential within a run of frames, so the cores are used by working on as many runs as
+    there are cores, each on one thread with one intra-op thread: the light models (BlazeFace, FaceMesh,
+    through onnxruntime) are hundreds of tiny ops that a second intra-op thread barely speeds up, while two
+    runs side by side nearly double the frames/s (measured on 2 cores).  Heavy models on the CPU (S3FD,
+    2DFAN-4) keep one run with every core on their large convolutions (and their memory to one frame).
     """
-    if opts.torch_threads > 0:
-        return opts.torch_threads
-    if detector.name in LIGHT_BACKENDS and landmarker.name in LIGHT_BACKENDS:
-        return max(1, cores // 2)
-    return cores
+    light = detector.name in LIGHT_BACKENDS and landmarker.name in LIGHT_BACKENDS
+    on_cpu = torch.device(_device_of(detector, landmarker)).type == "cpu"
+    runs = opts.workers if opts.workers > 0 else (min(cores, MAX_RUNS) if light or not on_cpu else 1)
+    threads = opts.torch_threads if opts.torch_threads > 0 else (1 if runs > 1 else cores)
+    return max(1, runs), max(1, threads)
+
+
+def _device_of(detector: Detector, landmarker: Landmarker) -> torch.device | str:
+    return getattr(detector, "device", None) or getattr(landmarker, "device", None) or "cpu"
+
+
+class _Runs:
+    """The frames to do (indices ``0..n-1``) as runs of consecutive frames, one per worker; a worker whose run
+    is done takes the second half of the longest run left, so the cores stay busy to the end.  No run is
+    shorter than ``MIN_RUN`` frames: each costs a full search at its start."""
+
+    def __init__(self, n: int, workers: int) -> None:
+        k = max(1, min(workers, n // MIN_RUN))
+        bounds = [round(n * i / k) for i in range(k + 1)]
+        self.runs = [[bounds[i], bounds[i + 1]] for i in range(k)] + [[n, n] for _ in range(workers - k)]
+        self.lock = threading.Lock()
+
+    def take(self, worker: int) -> int | None:
+        """The next frame for ``worker``, or None when there is nothing left for it."""
+        with self.lock:
+            run = self.runs[worker]
+            if run[0] >= run[1]:
+                longest = max(self.runs, key=lambda r: r[1] - r[0])
+                if longest[1] - longest[0] < 2 * MIN_RUN:
+                    return None
+                middle = (longest[0] + longest[1]) // 2
+                run[0], run[1], longest[1] = middle, longest[1], middle
+            run[0] += 1
+            return run[0] - 1
 
 
 class _FrameFinder:
@@ -284,9 +288,9 @@ class _FrameFinder:
     other frame (stills, the first frame, frames after a gap) through batched full searches, whose last
     result then seeds the tracker."""
 
-    def __init__(self, detector: Detector, landmarker: Landmarker, opts: ExtractOptions, times: StageTimes) -> None:
-        device = getattr(detector, "device", None) or getattr(landmarker, "device", None) or "cpu"
-        self.verifier = FaceVerifier(device) if opts.min_confidence > 0 else None
+    def __init__(self, detector: Detector, landmarker: Landmarker, verifier: FaceVerifier | None,
+                 opts: ExtractOptions, times: StageTimes) -> None:
+        self.verifier = verifier
         self.detector, self.landmarker, self.opts, self.times = detector, landmarker, opts, times
         self.tracker = FaceTracker(detector, landmarker, self.verifier, min_face_px=opts.min_face_px,
                                    max_faces=opts.max_faces, detect_every=opts.detect_every,
@@ -386,79 +390,83 @@ def extract_faces(frames_dir: Path, aligned_dir: Path, detector: Detector, landm
     if not todo:
         return summary
 
-    cores = available_cores()
-    workers = opts.workers or max(2, cores // 2)
-    batch_size = max(1, int(opts.batch_size))
+    runs_at_once, torch_threads = _threads(opts, detector, landmarker, available_cores())
     prev_cv2_threads, prev_torch_threads = cv2.getNumThreads(), torch.get_num_threads()
-    cv2.setNumThreads(1)  # parallelism comes from our pools; nested OpenCV threads only contend
-    torch.set_num_threads(_torch_threads(opts, detector, landmarker, cores))
+    cv2.setNumThreads(1)  # parallelism comes from the runs; nested OpenCV threads only contend
+    torch.set_num_threads(torch_threads)
     times = StageTimes()
     start = time.perf_counter()
-    last_save = start
     bar = progress_bar(total=len(todo), unit="frame", desc="extract-faces", progress=progress)
-    writing: deque[tuple[Path, int, Future]] = deque()
+    verifier = FaceVerifier(_device_of(detector, landmarker)) if opts.min_confidence > 0 else None
+    finders = [_FrameFinder(detector, landmarker, verifier, opts, times) for _ in range(runs_at_once)]
+    runs = _Runs(len(todo), runs_at_once)
+    lock = threading.Lock()
+    halt = threading.Event()
+    last_save = [start]
 
-    def count(path: Path, n: int) -> None:
-        summary.processed += 1
-        summary.faces += n
-        summary.frames_without_faces += n == 0
-        done[path.stem] = n
-        bar.update(1)
+    def count(path: Path, n: int, rejected: int = 0) -> None:
+        with lock:
+            summary.processed += 1
+            summary.faces += n
+            summary.frames_without_faces += n == 0
+            summary.rejected += rejected
+            done[path.stem] = n
+            bar.update(1)
+            now = time.perf_counter()
+            if now - last_save[0] > 5.0:
+                _save_state(aligned_dir, opts, done)
+                last_save[0] = now
 
-    def finish_one() -> None:
-        nonlocal last_save
-        path, _, fut = writing.popleft()
-        with times.waiting("wait write"):
-            n = fut.result()
-        count(path, n)
-        now = time.perf_counter()
-        if now - last_save > 5.0:
-            _save_state(aligned_dir, opts, done)
-            last_save = now
+    def write(ready: list[tuple[Path, np.ndarray, FrameFaces]]) -> None:
+        for path, image, faces in ready:
+            n = write_frame_faces(path, image, faces, aligned_dir, opts, debug_dir, existing.get(path.stem, []), times)
+            count(path, n, faces.rejected)
 
-    finder = _FrameFinder(detector, landmarker, opts, times)
+    def work(worker: int, check_stop: Callable[[], None]) -> None:
+        """One run after another: read, find (tracking within the run), align and write each frame."""
+        finder = finders[worker]
+        try:
+            while not halt.is_set():
+                check_stop()                   # Ctrl+C / SIGTERM stop here, between frames
+                i = runs.take(worker)
+                if i is None:
+                    break
+                with times("decode"):
+                    image = read_frame(todo[i])
+                if image is None:
+                    with lock:
+                        summary.unreadable.append(todo[i])
+                        report(f"{todo[i]}: unreadable or corrupt image, skipped")
+                        bar.update(1)
+                    continue
+                write(finder.add(todo[i], image))
+            if not halt.is_set():
+                write(finder.flush())
+        except BaseException:
+            halt.set()                         # the other runs stop at their next frame
+            raise
+
     stop: KeyboardInterrupt | None = None
     try:
         with stop_between_steps() as check_stop, \
-                ThreadPoolExecutor(workers, thread_name_prefix="dfl-decode") as decode_pool, \
-                ThreadPoolExecutor(workers, thread_name_prefix="dfl-write") as write_pool:
-
-            def submit(ready: list[tuple[Path, np.ndarray, FrameFaces]]) -> None:
-                for path, image, faces in ready:
-                    summary.rejected += faces.rejected
-                    old = existing.get(path.stem, [])
-                    fut = write_pool.submit(write_frame_faces, path, image, faces, aligned_dir, opts, debug_dir, old,
-                                            times)
-                    writing.append((path, len(faces.rects), fut))
-                while len(writing) > 2 * batch_size or (writing and writing[0][2].done()):
-                    finish_one()
-
-            for path, image in _decoded(todo, decode_pool, ahead=2 * batch_size + workers, times=times):
-                check_stop()                   # Ctrl+C / SIGTERM stop here, between frames
-                if image is None:
-                    summary.unreadable.append(path)
-                    report(f"{path}: unreadable or corrupt image, skipped")
-                    bar.update(1)
-                    continue
-                submit(finder.add(path, image))
-            submit(finder.flush())
-            while writing:
-                finish_one()
+                ThreadPoolExecutor(runs_at_once, thread_name_prefix="dfl-extract") as pool:
+            futures = [pool.submit(work, w, check_stop) for w in range(runs_at_once)]
+            wait(futures)
+            errors = [f.exception() for f in futures if f.exception() is not None]
+            errors.sort(key=lambda e: isinstance(e, KeyboardInterrupt))   # a real error before a stop
+            if errors:
+                raise errors[0]
     except KeyboardInterrupt as exc:   # Ctrl+C or SIGTERM (dfl.interrupt): stop, keep, and say what was done
         stop = exc
     finally:
-        # Ctrl+C or an error: keep what was finished so the next run resumes after it (leaving the pools
-        # above waited for the frames being written, so they count)
-        for path, _, fut in writing:
-            if fut.done() and not fut.cancelled() and fut.exception() is None:
-                count(path, fut.result())
-        writing.clear()
+        # Ctrl+C or an error: the frames written so far are counted, so the next run resumes after them
+        halt.set()
         _save_state(aligned_dir, opts, done)
         bar.close()
         cv2.setNumThreads(prev_cv2_threads)
         torch.set_num_threads(prev_torch_threads)
     summary.seconds = time.perf_counter() - start
-    summary.detections = finder.detections
+    summary.detections = sum(f.detections for f in finders)
     summary.stages = dict(times.seconds)
     if stop is not None:
         raise Interrupted.from_stop(stop, summary) from None

