@@ -1,7 +1,7 @@
 """Running a ``.dfm`` (ONNX) face swap with onnxruntime, as DeepFaceLive runs it and as a merge predictor.
 
-``onnx`` and ``onnxruntime`` are optional (``pip install "dfl[export]"``): :func:`require` says in one line
-which are missing before anything is done.
+``onnx`` and ``onnxruntime`` are dfl dependencies, but a platform without an onnxruntime wheel can run dfl
+without them: :func:`require` says in one line which are missing before anything is done.
 """
 
 from __future__ import annotations
