@@ -10,8 +10,9 @@ gets the full search (:func:`dfl.faces.find.find_faces`), batched.
 Tracking is sequential, so the cores are used by splitting the frames into runs of consecutive frames
 (:class:`_Runs`) worked on side by side, one thread per core, each reading, finding, aligning and writing
 its frames in order; a thread whose run is done takes half of the longest run left, which starts with the
-full search.  PNG decoding, onnxruntime, OpenCV and torch release the GIL, so the threads really overlap.  Either way each face passes the confidence check of
-:mod:`dfl.faces.verify` (``min_confidence``), and the summary counts the candidates rejected.  Per-stage
+full search.  PNG decoding, onnxruntime, OpenCV and torch release the GIL, so the threads really overlap.
+Either way each face passes the confidence check of :mod:`dfl.faces.verify` (``min_confidence``), and the
+summary counts the candidates rejected.  Per-stage
 CPU times (:mod:`dfl.timing`) come back in ``ExtractSummary.stages`` for the benchmark.
 
 What follows DFL exactly: the transform from ``dfl.faces.align`` with a bilinear warp (see
@@ -47,7 +48,7 @@ from dfl.atomic import atomic_write_bytes, atomic_write_text, remove_stale_tempo
 from dfl.device import available_cores
 from dfl.errors import DflError
 from dfl.faces.align import FaceType, draw_rect_landmarks, transform_matrix, transform_points
-from dfl.faces.backends import Detector, Landmarker
+from dfl.faces.backends import Detector, Landmarker, serialized
 from dfl.faces.find import FrameFaces, find_faces
 from dfl.faces.tracker import DEFAULT_DETECT_EVERY, FaceTracker
 from dfl.faces.verify import DEFAULT_MIN_CONFIDENCE, FaceVerifier
@@ -66,7 +67,7 @@ STATE_FILE = ".dfl_extract.json"
 INTERPOLATIONS = {"lanczos": cv2.INTER_LANCZOS4, "cubic": cv2.INTER_CUBIC, "linear": cv2.INTER_LINEAR}
 MAX_RUNS = 8             # runs worked on at once (one per core, up to this)
 MIN_RUN = 8             # frames: no run is made shorter (each new run starts with the full search)
-LIGHT_BACKENDS = {"blazeface", "facemesh", "dlib", "template", "fixed"}  # a few ms per frame on a CPU core
+LIGHT_BACKENDS = {"blazeface", "facemesh", "dlib"}  # a few ms per frame on a CPU core
 DEBUG_JPEG_QUALITY = 50
 _FACE_NAME = re.compile(r"^(?P<stem>.+)_(?P<idx>\d+)$")
 
@@ -341,8 +342,26 @@ def extract_faces(frames_dir: Path, aligned_dir: Path, detector: Detector, landm
     already there are moved to ``trash_dir`` (default ``<frames_dir>/trash``) first, never deleted.
     """
     opts = opts or ExtractOptions()
-    report = report or tqdm.write
     frames_dir, aligned_dir = Path(frames_dir), Path(aligned_dir)
+    frames = _check_inputs(frames_dir, opts)
+    debug_dir = (debug_dir or aligned_dir.parent / f"{aligned_dir.name}_debug") if opts.output_debug else None
+    for folder in filter(None, (aligned_dir, debug_dir)):
+        if folder.exists() and not folder.is_dir():
+            raise DflError(f"{folder}: is a file, not a folder; move it out of the way")
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(folder)  # what a killed run's atomic writes left
+    existing, done, trashed = _resume(frames, frames_dir, aligned_dir, opts, trash_dir)
+    todo = [p for p in frames if opts.overwrite or p.stem not in done]
+    summary = ExtractSummary(backend=f"{detector.name}+{landmarker.name}", frames=len(frames),
+                             already_done=len(frames) - len(todo), trash=trashed)
+    if todo:
+        _Extraction(todo, detector, landmarker, opts, aligned_dir, debug_dir, existing, done, summary,
+                    report or tqdm.write).run(progress)
+    return summary
+
+
+def _check_inputs(frames_dir: Path, opts: ExtractOptions) -> list[Path]:
+    """The frames to extract from, after checking the folder and the options (one-line errors)."""
     if not frames_dir.is_dir():
         raise DflError(f"{frames_dir}: no frames folder; extract the video's frames first")
     frames = list_images(frames_dir)
@@ -354,16 +373,13 @@ def extract_faces(frames_dir: Path, aligned_dir: Path, detector: Detector, landm
         raise DflError(f"interpolation {opts.interpolation}: choose one of {', '.join(INTERPOLATIONS)}")
     if not 1 <= opts.jpeg_quality <= 100:
         raise DflError(f"--jpeg-quality {opts.jpeg_quality}: must be between 1 and 100")
-    if opts.output_debug:
-        debug_dir = debug_dir or aligned_dir.parent / f"{aligned_dir.name}_debug"
-    else:
-        debug_dir = None
-    for folder in filter(None, (aligned_dir, debug_dir)):
-        if folder.exists() and not folder.is_dir():
-            raise DflError(f"{folder}: is a file, not a folder; move it out of the way")
-        folder.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(folder)  # what a killed run's atomic writes left
+    return frames
 
+
+def _resume(frames: list[Path], frames_dir: Path, aligned_dir: Path, opts: ExtractOptions,
+            trash_dir: Path | None) -> tuple[dict[str, list[Path]], dict[str, int], Path | None]:
+    """(faces already in ``aligned_dir`` by frame stem, frames done -> faces written, where ``--overwrite`` moved
+    the old faces): what an earlier run left, from its state file, else from the faces there (a DFL faceset)."""
     existing = _existing_faces(aligned_dir)
     trashed = None
     if opts.overwrite and existing:
@@ -382,92 +398,101 @@ def extract_faces(frames_dir: Path, aligned_dir: Path, detector: Detector, landm
     elif not opts.overwrite:
         done = {stem: len(files) for stem, files in existing.items()}  # e.g. a faceset DFL extracted
     stems = {p.stem for p in frames}
-    done = {k: v for k, v in done.items() if k in stems}
-    todo = [p for p in frames if opts.overwrite or p.stem not in done]
+    return existing, {k: v for k, v in done.items() if k in stems}, trashed
 
-    summary = ExtractSummary(backend=f"{detector.name}+{landmarker.name}", frames=len(frames),
-                             already_done=len(frames) - len(todo), trash=trashed)
-    if not todo:
-        return summary
 
-    runs_at_once, torch_threads = _threads(opts, detector, landmarker, available_cores())
-    prev_cv2_threads, prev_torch_threads = cv2.getNumThreads(), torch.get_num_threads()
-    cv2.setNumThreads(1)  # parallelism comes from the runs; nested OpenCV threads only contend
-    torch.set_num_threads(torch_threads)
-    times = StageTimes()
-    start = time.perf_counter()
-    bar = progress_bar(total=len(todo), unit="frame", desc="extract-faces", progress=progress)
-    verifier = FaceVerifier(_device_of(detector, landmarker)) if opts.min_confidence > 0 else None
-    finders = [_FrameFinder(detector, landmarker, verifier, opts, times) for _ in range(runs_at_once)]
-    runs = _Runs(len(todo), runs_at_once)
-    lock = threading.Lock()
-    halt = threading.Event()
-    last_save = [start]
+class _Extraction:
+    """One ``extract_faces`` call at work: its runs side by side (:class:`_Runs`), each thread reading, finding,
+    aligning and writing its frames; the counts, the resume state and the progress bar under one lock."""
 
-    def count(path: Path, n: int, rejected: int = 0) -> None:
-        with lock:
-            summary.processed += 1
-            summary.faces += n
-            summary.frames_without_faces += n == 0
-            summary.rejected += rejected
-            done[path.stem] = n
-            bar.update(1)
-            now = time.perf_counter()
-            if now - last_save[0] > 5.0:
-                _save_state(aligned_dir, opts, done)
-                last_save[0] = now
+    def __init__(self, todo: list[Path], detector: Detector, landmarker: Landmarker, opts: ExtractOptions,
+                 aligned_dir: Path, debug_dir: Path | None, existing: dict[str, list[Path]], done: dict[str, int],
+                 summary: ExtractSummary, report: Callable[[str], None]) -> None:
+        self.todo, self.opts, self.aligned_dir, self.debug_dir = todo, opts, aligned_dir, debug_dir
+        self.existing, self.done, self.summary, self.report = existing, done, summary, report
+        self.workers, self.torch_threads = _threads(opts, detector, landmarker, available_cores())
+        detector, landmarker = serialized(detector), serialized(landmarker)   # dlib's, one call at a time
+        self.times = StageTimes()
+        verifier = FaceVerifier(_device_of(detector, landmarker)) if opts.min_confidence > 0 else None
+        self.finders = [_FrameFinder(detector, landmarker, verifier, opts, self.times) for _ in range(self.workers)]
+        self.runs = _Runs(len(todo), self.workers)
+        self.lock = threading.Lock()
+        self.halt = threading.Event()
+        self.last_save = 0.0
+        self.bar: tqdm | None = None
 
-    def write(ready: list[tuple[Path, np.ndarray, FrameFaces]]) -> None:
-        for path, image, faces in ready:
-            n = write_frame_faces(path, image, faces, aligned_dir, opts, debug_dir, existing.get(path.stem, []), times)
-            count(path, n, faces.rejected)
-
-    def work(worker: int, check_stop: Callable[[], None]) -> None:
-        """One run after another: read, find (tracking within the run), align and write each frame."""
-        finder = finders[worker]
+    def run(self, progress: bool) -> None:
+        """Work until every frame is done; on Ctrl+C / SIGTERM raise :class:`Interrupted` with the summary of
+        what was finished (saved in the state file, so a rerun resumes after it)."""
+        prev_cv2_threads, prev_torch_threads = cv2.getNumThreads(), torch.get_num_threads()
+        cv2.setNumThreads(1)  # parallelism comes from the runs; nested OpenCV threads only contend
+        torch.set_num_threads(self.torch_threads)
+        start = self.last_save = time.perf_counter()
+        self.bar = progress_bar(total=len(self.todo), unit="frame", desc="extract-faces", progress=progress)
+        stop: KeyboardInterrupt | None = None
         try:
-            while not halt.is_set():
+            with stop_between_steps() as check_stop, \
+                    ThreadPoolExecutor(self.workers, thread_name_prefix="dfl-extract") as pool:
+                futures = [pool.submit(self._work, w, check_stop) for w in range(self.workers)]
+                wait(futures)
+                errors = [f.exception() for f in futures if f.exception() is not None]
+                errors.sort(key=lambda e: isinstance(e, KeyboardInterrupt))   # a real error before a stop
+                if errors:
+                    raise errors[0]
+        except KeyboardInterrupt as exc:   # Ctrl+C or SIGTERM (dfl.interrupt): stop, keep, and say what was done
+            stop = exc
+        finally:
+            # Ctrl+C or an error: the frames written so far are counted, so the next run resumes after them
+            self.halt.set()
+            _save_state(self.aligned_dir, self.opts, self.done)
+            self.bar.close()
+            cv2.setNumThreads(prev_cv2_threads)
+            torch.set_num_threads(prev_torch_threads)
+        s = self.summary
+        s.seconds = time.perf_counter() - start
+        s.detections = sum(f.detections for f in self.finders)
+        s.stages = dict(self.times.seconds)
+        if stop is not None:
+            raise Interrupted.from_stop(stop, s) from None
+
+    def _work(self, worker: int, check_stop: Callable[[], None]) -> None:
+        """One run after another: read, find (tracking within the run), align and write each frame."""
+        finder = self.finders[worker]
+        try:
+            while not self.halt.is_set():
                 check_stop()                   # Ctrl+C / SIGTERM stop here, between frames
-                i = runs.take(worker)
+                i = self.runs.take(worker)
                 if i is None:
                     break
-                with times("decode"):
-                    image = read_frame(todo[i])
+                path = self.todo[i]
+                with self.times("decode"):
+                    image = read_frame(path)
                 if image is None:
-                    with lock:
-                        summary.unreadable.append(todo[i])
-                        report(f"{todo[i]}: unreadable or corrupt image, skipped")
-                        bar.update(1)
+                    with self.lock:
+                        self.summary.unreadable.append(path)
+                        self.report(f"{path}: unreadable or corrupt image, skipped")
+                        self.bar.update(1)
                     continue
-                write(finder.add(todo[i], image))
-            if not halt.is_set():
-                write(finder.flush())
+                self._write(finder.add(path, image))
+            if not self.halt.is_set():
+                self._write(finder.flush())
         except BaseException:
-            halt.set()                         # the other runs stop at their next frame
+            self.halt.set()                    # the other runs stop at their next frame
             raise
 
-    stop: KeyboardInterrupt | None = None
-    try:
-        with stop_between_steps() as check_stop, \
-                ThreadPoolExecutor(runs_at_once, thread_name_prefix="dfl-extract") as pool:
-            futures = [pool.submit(work, w, check_stop) for w in range(runs_at_once)]
-            wait(futures)
-            errors = [f.exception() for f in futures if f.exception() is not None]
-            errors.sort(key=lambda e: isinstance(e, KeyboardInterrupt))   # a real error before a stop
-            if errors:
-                raise errors[0]
-    except KeyboardInterrupt as exc:   # Ctrl+C or SIGTERM (dfl.interrupt): stop, keep, and say what was done
-        stop = exc
-    finally:
-        # Ctrl+C or an error: the frames written so far are counted, so the next run resumes after them
-        halt.set()
-        _save_state(aligned_dir, opts, done)
-        bar.close()
-        cv2.setNumThreads(prev_cv2_threads)
-        torch.set_num_threads(prev_torch_threads)
-    summary.seconds = time.perf_counter() - start
-    summary.detections = sum(f.detections for f in finders)
-    summary.stages = dict(times.seconds)
-    if stop is not None:
-        raise Interrupted.from_stop(stop, summary) from None
-    return summary
+    def _write(self, ready: list[tuple[Path, np.ndarray, FrameFaces]]) -> None:
+        for path, image, faces in ready:
+            n = write_frame_faces(path, image, faces, self.aligned_dir, self.opts, self.debug_dir,
+                                  self.existing.get(path.stem, []), self.times)
+            with self.lock:
+                s = self.summary
+                s.processed += 1
+                s.faces += n
+                s.frames_without_faces += n == 0
+                s.rejected += faces.rejected
+                self.done[path.stem] = n
+                self.bar.update(1)
+                now = time.perf_counter()
+                if now - self.last_save > 5.0:
+                    _save_state(self.aligned_dir, self.opts, self.done)
+                    self.last_save = now

@@ -363,3 +363,52 @@ def test_frames_extracted_in_runs_side_by_side_match_one_run(tmp_path: Path, mod
         b = read_record(tmp_path / "one" / f"{i + 1:05d}_0.jpg").source_landmarks
         assert np.abs(a - b).mean() < 1.5
     assert sorted(p.name for p in (tmp_path / "two").glob("*.jpg")) == [f"{i + 1:05d}_0.jpg" for i in range(40)]
+
+
+class _OneCallAtATime:
+    """A detector that does not declare itself thread-safe (as dlib's does not): it counts calls that found
+    another call of it still running."""
+
+    name = "blazeface"
+
+    def __init__(self, inner: BlazeFaceDetector) -> None:
+        self.inner, self.overlaps, self.calls = inner, 0, 0
+        import threading
+        self.busy = threading.Lock()
+
+    def detect(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        if not self.busy.acquire(blocking=False):
+            self.overlaps += 1
+            self.busy.acquire()
+        try:
+            self.calls += 1
+            return self.inner.detect(images)
+        finally:
+            self.busy.release()
+
+
+def test_backends_not_declared_thread_safe_are_called_one_at_a_time(tmp_path: Path, models, faces) -> None:
+    det, lm, _ = models
+    folder = tmp_path / "video"
+    _write(folder, [(f"{i + 1:05d}.png", frame_with((faces[i % 2], 20 + 5 * i, 60))) for i in range(32)])
+    guarded = _OneCallAtATime(det)
+    s = extract_faces(folder, tmp_path / "aligned", guarded, lm, ExtractOptions(image_size=64, workers=2,
+                                                                                detect_every=2), progress=False)
+    assert (s.processed, s.faces) == (32, 32) and guarded.calls >= 16   # a search every other frame
+    assert guarded.overlaps == 0
+
+
+def test_dlib_backends_extract_in_runs_side_by_side(tmp_path: Path, faces) -> None:
+    pytest.importorskip("dlib")
+    from dfl.faces.dlib_backend import DLIB_SHAPE_FILES, packaged_model
+    from dfl.faces.registry import get_backends
+    from dfl.faces.weights import weights_dir
+
+    if packaged_model(DLIB_SHAPE_FILES[0]) is None and not (weights_dir(None) / DLIB_SHAPE_FILES[0]).exists():
+        pytest.skip("dlib's 68-point model is not installed")
+    b = get_backends("dlib", "dlib", "cpu", None)
+    folder = tmp_path / "video"
+    _write(folder, [(f"{i + 1:05d}.png", frame_with((faces[0], 20 + 5 * i, 60))) for i in range(32)])
+    s = extract_faces(folder, tmp_path / "aligned", b.detector, b.landmarker,
+                      ExtractOptions(image_size=64, workers=2, detect_every=2), progress=False)
+    assert (s.processed, s.faces, s.frames_without_faces) == (32, 32, 0)

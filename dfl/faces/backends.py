@@ -11,11 +11,16 @@ arrays ``x, y`` in image pixels in the iBUG 68-point order (a row of NaN where a
 Optional: a detector may also offer ``detect_with_keypoints(images) -> [(boxes (K, 5), kps (K, P, 2))]``
 with at least right eye, left eye, nose, mouth as the first four keypoints (BlazeFace does); the pipeline
 then turns frames whose face lies on its side upright before placing landmarks.
+
+Threads: extraction calls a backend from several threads at once when its class says ``thread_safe = True``
+(the torch and onnxruntime ones: inference keeps no state).  Any other (dlib's detector, whose concurrent
+use corrupted memory) goes through :func:`serialized`, one call at a time.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import threading
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -40,6 +45,30 @@ class Landmarker(Protocol):
     def landmarks(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> list[np.ndarray]:
         """Per image a ``(K, 68, 2)`` float array for its ``K`` boxes (same order as ``boxes``)."""
         ...
+
+
+class _Serialized:
+    """A backend whose methods run one call at a time (a lock around each); its other attributes as they are."""
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._backend, name)
+        if not callable(attr):
+            return attr
+
+        def one_at_a_time(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+        return one_at_a_time
+
+
+def serialized(backend: Any) -> Any:
+    """``backend`` itself when it may be called from several threads at once (``thread_safe``), else a wrapper
+    whose calls wait for each other."""
+    return backend if getattr(backend, "thread_safe", False) else _Serialized(backend)
 
 
 def empty_boxes() -> np.ndarray:

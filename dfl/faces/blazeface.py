@@ -166,6 +166,7 @@ class BlazeFaceDetector:
     """
 
     name = "blazeface"
+    thread_safe = True   # stateless inference: extraction's runs call it at once
 
     def __init__(self, device: torch.device | str = "cpu", variant: str = "auto",
                  weights_dir: str | Path | None = None, tile_min_ratio: float = 0.2,

@@ -197,6 +197,7 @@ class FaceMeshLandmarker:
     """
 
     name = "facemesh"
+    thread_safe = True   # stateless inference: extraction's runs call it at once
 
     def __init__(self, device: torch.device | str = "cpu", weights_dir: str | Path | None = None,
                  passes: int = 2, attention: bool = True) -> None:

@@ -140,6 +140,7 @@ class FANLandmarker:
     """Batched 2DFAN-4: every crop of a batch (all faces, all second-pass samples) in one forward pass."""
 
     name = "fan"
+    thread_safe = True   # stateless inference: extraction's runs call it at once
 
     def __init__(self, weights: Path | None, device: torch.device | str = "cpu", *,
                  second_pass: Detector | None = None, max_batch: int = 16,

@@ -104,6 +104,7 @@ class S3FDDetector:
     """Batched S3FD on any torch device; frames of equal size share one forward pass."""
 
     name = "s3fd"
+    thread_safe = True   # stateless inference: extraction's runs call it at once
 
     def __init__(self, weights: Path | None, device: torch.device | str = "cpu", *,
                  score_threshold: float = SCORE_THRESHOLD, min_face_px: int = MIN_FACE_PX,
