@@ -186,3 +186,25 @@ def test_cli_quick96_scripted_then_resumed(ws: Path) -> None:
     assert r.exit_code == 0 and (ws / "model" / "demo2_Quick96").is_dir()
     r = runner.invoke(cli, ["model", "delete", "--workspace", str(ws), "demo2", "--yes"])
     assert r.exit_code == 0 and not (ws / "model" / "demo2_Quick96").exists()
+
+
+def _rank_votes(rank: int, init_file: str, flags: list[bool], out: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from dfl.training.distributed import any_rank
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=len(flags))
+    try:
+        Path(f"{out}.{rank}").write_text(str(any_rank(flags[rank], torch.device("cpu"))))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("flags", [[False, True], [False, False]], ids=["one-asked", "none-asked"])
+def test_a_stop_asked_of_one_rank_stops_every_rank(tmp_path: Path, flags: list[bool]) -> None:
+    """Under torchrun a Ctrl+C may reach one process only: every rank must see it before the same iteration."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_rank_votes, args=(str(tmp_path / "init"), flags, str(tmp_path / "vote")), nprocs=2, join=True)
+    assert [(tmp_path / f"vote.{r}").read_text() for r in range(2)] == [str(any(flags))] * 2

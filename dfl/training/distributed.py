@@ -66,3 +66,13 @@ def broadcast_choice(choice: str) -> str:
     box = [choice]
     dist.broadcast_object_list(box, src=0)
     return str(box[0])
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True in every process when ``flag`` is true in any: a Ctrl+C or SIGTERM that reached one rank stops all of
+    them before the same iteration (a rank that went on alone would wait forever for the others' gradients)."""
+    import torch.distributed as dist
+
+    box = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(box, op=dist.ReduceOp.MAX)
+    return bool(box.item() > 0)

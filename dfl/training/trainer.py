@@ -21,7 +21,7 @@ import torch
 
 from dfl.atomic import atomic_write_bytes
 from dfl.errors import DflError
-from dfl.interrupt import Interrupted, sigterm_as_interrupt
+from dfl.interrupt import Interrupted, stop_between_steps
 from dfl.models import store
 from dfl.models.registry import BatchSource, DataRequest, create_model, get_spec
 from dfl.samples import default_workers
@@ -229,10 +229,13 @@ class Trainer:
         loop = _Loop(self, preview_batch, window, t_start)
         stop: KeyboardInterrupt | None = None
         try:
-            with sigterm_as_interrupt():   # SIGTERM (kill, timeout, a container stop) saves like Ctrl+C
+            # Ctrl+C and SIGTERM (kill, timeout, a container stop) ask for a stop that happens between
+            # iterations, where nothing (a save, the data threads' queues) is half done; a second one stops at once
+            with stop_between_steps() as check_stop:
                 if target and it0 >= target:
                     self._echo(f"already at iteration {it0} (target {target})")
                 while not target or self.state["iteration"] < target:
+                    self._stop_if_asked(check_stop)
                     if loop.step(target):
                         break
         except KeyboardInterrupt as exc:
@@ -252,6 +255,18 @@ class Trainer:
         if stop is not None:   # saved above: the CLI prints this summary instead of "Aborted."
             raise Interrupted.from_stop(stop, result) from None
         return result
+
+    def _stop_if_asked(self, check_stop: Callable[[], None]) -> None:
+        """Raise the stop that was asked for (KeyboardInterrupt / Terminated); under torchrun every rank raises
+        before the same iteration when any one was asked."""
+        try:
+            check_stop()
+        except KeyboardInterrupt:
+            if self.world > 1:
+                distributed.any_rank(True, self.device)
+            raise
+        if self.world > 1 and distributed.any_rank(False, self.device):
+            raise KeyboardInterrupt
 
 
 class _Loop:
