@@ -155,7 +155,9 @@ def test_bad_input_is_one_line(live_ws: Workspace, tmp_path: Path, dfl_run) -> N
     for args, words in [(("--name", "nosuch", "--source", src), "no model named 'nosuch'"),
                         (("--name", "tiny", "--source", "7"), "camera 7: cannot open"),
                         (("--name", "tiny", "--source", tmp_path / "none.mp4"), "no such video file"),
-                        (("--name", "tiny", "--source", src, "-o", src), "")]:
+                        (("--name", "tiny", "--source", src, "-o", src), ""),
+                        (("--name", "tiny", "--source", src, "--morph", "0.5"), "(--morph) does nothing for this model"),
+                        (("--name", "tiny", "--source", src, "--sharpen", "20"), "(--sharpen) does nothing")]:
         r = dfl_run("live", "-w", live_ws.root, *args, "--no-window")
         assert r.code == 1 and r.err.count("\n") == 1 and words in r.err, (args, r.err)
     existing = tmp_path / "taken.mp4"

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from dfl.cli import cli
-from dfl.cli.merge import build_config, face_enhancer, merge_settings_options
+from dfl.cli.merge import build_config, face_enhancer, merge_settings_options, refuse_inert
 from dfl.cli.options import ModelType, workspace_option
 from dfl.faces.registry import DETECTORS, LANDMARKERS
 from dfl.faces.tracker import DEFAULT_DETECT_EVERY
@@ -76,6 +76,8 @@ def live_command(workspace: Workspace, name: str | None, model_type: str | None,
     cfg = build_config(config_file, flags)
     model_path = None if dfm is not None else find_trained(
         workspace.model_dir, name, model_type)
+    if model_path is not None:
+        refuse_inert(cfg, flags, model_path)   # e.g. --morph for a model without one: one line, nothing loaded
     if window is None:
         window = output is None and display_available()[0]
     elif window:
