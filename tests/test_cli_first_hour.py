@@ -187,3 +187,16 @@ def test_ms_per_iteration_is_the_runs_real_average(ws: Path) -> None:
     assert result.ms_per_iter == pytest.approx(1000 * result.seconds / 3)
     # at least the span of iterations 2..3 as the callbacks saw it, at most the whole call (load and save too)
     assert stamps[-1] - stamps[0] <= result.seconds <= total
+
+
+def test_pretrain_faces_refused_for_a_model_that_does_not_pretrain(ws: Path, dfl_run) -> None:
+    faces = ws / "data_src" / "aligned"
+    before = (ws / "model" / "beta_SAEHD" / "state.json").read_bytes()
+    res = dfl_run("train", "-w", ws, "--name", "beta", "--non-interactive", "--pretrain-faces", faces)
+    assert res.code == 1 and len(res.err.strip().splitlines()) == 1, res.err
+    assert "beta_SAEHD does not pretrain; its pretrain option is off" in res.err
+    assert (ws / "model" / "beta_SAEHD" / "state.json").read_bytes() == before
+    res = dfl_run("train", "-w", ws, "--name", "quick", "--model", "Quick96", "--non-interactive",
+                  "--pretrain-faces", faces)
+    assert res.code == 1 and "Quick96 has no pretrain mode: leave --pretrain-faces out" in res.err, res.err
+    assert not (ws / "model" / "quick_Quick96").exists()       # no model was created for it

@@ -169,6 +169,11 @@ def _start(req: SessionRequest, settings: dict[str, Any], model_type: str, path:
            rank: int) -> Trainer:
     """Settle the options, build the trainer (model, faces) and save a new or repaired model at once."""
     st = settle_options(req, model_type, path, exists, recover=rank == 0)
+    if req.pretrain_dir is not None and not st.options.get("pretrain"):
+        why = ("its pretrain option is off: turn it on (--change-options, or pretrain: true in --config) or"
+               if get_spec(model_type).option("pretrain") else f"{model_type} has no pretrain mode:")
+        raise DflError(f"--pretrain-faces {req.pretrain_dir}: {path.name} does not pretrain; {why} leave "
+                       "--pretrain-faces out")
     src, dst = req.src_dir, req.dst_dir
     if st.options.get("pretrain"):
         src = dst = req.pretrain_dir or req.src_dir
