@@ -174,3 +174,39 @@ def test_an_imported_dfl_xseg_masks_faces_as_dfl_and_trains_on(tmp_path: Path, d
     res = dfl_run("train", "-w", ws, "--model", "XSeg", "--non-interactive", "--seed", "0",
                   "--target-iter", "778", "--preview-seconds", "1e9")
     assert res.code == 0 and "Resuming XSeg_XSeg" in res.out and "to iteration 778" in res.out, res.err
+
+
+def test_xseg_pretrains_on_unlabelled_faces_then_trains_on_labels(narrow_xseg, tmp_path: Path, dfl_run) -> None:
+    """DFL's XSeg pretrain mode: every face of --pretrain-faces, labels or not, redrawn in grey; turning it off
+    restarts the count and trains on the labels."""
+    ws = _labelled_workspace(tmp_path / "ws")
+    pool = _labelled_workspace(tmp_path / "pool", n=3, labelled=0) / "data_src" / "aligned"   # no labels at all
+    conf = tmp_path / "c.json"
+    conf.write_text(json.dumps({"batch_size": 2, "face_type": "f", "pretrain": True}))
+    train = ["train", "-w", ws, "--model", "NarrowXSeg", "--name", "p", "--non-interactive", "--seed", "0"]
+    res = dfl_run(*train, "--config", conf, "--pretrain-faces", pool, "--target-iter", "2")
+    assert res.code == 0, res.err
+    assert "Trained p_NarrowXSeg to iteration 2" in res.out and "labels" not in res.out
+    c = store.read_checkpoint(ws / "model" / "p_NarrowXSeg")
+    assert c.options["pretrain"] is True and c.state["iteration"] == 2
+    conf.write_text(json.dumps({"pretrain": False}))
+    res = dfl_run(*train, "--config", conf, "--target-iter", "1")
+    assert res.code == 0, res.err
+    assert "pretraining turned off: the iteration counter starts again from 0" in res.out
+    assert "training on 4 faces with XSeg labels" in res.out and "to iteration 1" in res.out
+    assert store.read_checkpoint(ws / "model" / "p_NarrowXSeg").options["pretrain"] is False
+
+
+def test_pretrain_batches_are_warped_faces_with_their_grey_as_target(tmp_path: Path) -> None:
+    from dfl.mask_samples import PretrainData
+
+    pool = _labelled_workspace(tmp_path / "pool", n=3, labelled=0) / "data_src" / "aligned"
+    data = PretrainData(pool, 64, face_type_from_code("f"), 2, seed=0)
+    try:
+        b = data.next()
+        assert b["image"].shape == (2, 3, 64, 64) and b["mask"].shape == (2, 1, 64, 64)
+        grey = cv2.cvtColor(np.ascontiguousarray(b["image"][0].permute(1, 2, 0).numpy()), cv2.COLOR_BGR2GRAY)
+        assert np.abs(b["mask"][0, 0].numpy() - grey).max() < 1e-3
+        assert float(b["image"].std()) > 0.01
+    finally:
+        data.close()
