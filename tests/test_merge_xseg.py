@@ -225,7 +225,7 @@ def test_cli_merge_xseg_modes_merge_every_dst_frame(demo_with_three_dst_frames, 
     ws, stems = demo_with_three_dst_frames
     res = dfl_run("merge", "-w", ws.root, "--non-interactive", "--mask-mode", "XSeg-prd*XSeg-dst", "--device", "cpu")
     assert res.code == 1 and len(res.err.strip().splitlines()) == 1, res.err
-    assert "XSeg-prd*XSeg-dst" in res.err and "train" in res.err and "--xseg-generic" in res.err
+    assert "XSeg-prd*XSeg-dst" in res.err and "train" in res.err and "use DFL's generic XSeg with --xseg-generic" in res.err
     assert not ws.merged_dir.exists()                        # refused before anything was written
 
     weights = _dfl_xseg_weights(ws.model_dir)                # DFL's model/XSeg_256.npy: the workspace's XSeg

@@ -182,7 +182,7 @@ def load_predictor(model_dir: Path, name: str | None = None, generic: Path | Non
         pred = trained_xseg_predictor(Path(model_dir), name, device)
         if pred is None:
             if not (Path(model_dir) / XSEG_FILE).is_file():
-                raise DflError(f"{model_dir}: no trained XSeg model; train one (step 5.XSeg) train) or apply "
-                               "DFL's generic XSeg with --generic")
+                raise DflError(f"{model_dir}: no trained XSeg model; train one (step 5.XSeg) train) or "
+                               "use DFL's generic XSeg with --generic")
             pred = dfl_xseg_predictor(Path(model_dir), device)
     return pred.with_face_type(face_type)
