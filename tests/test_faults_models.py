@@ -207,7 +207,8 @@ def test_rename_and_delete_refused_while_training_and_delete_goes_to_trash(ws: P
     env.pop("DFL_WORKSPACE", None)
     with open(tmp_path / "train.err", "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "dfl", "train", "-w", str(ws), "--name", "base",
-                                 "--target-iter", "0", *FAST], stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+                                 "--target-iter", "0", *FAST], stdout=subprocess.PIPE, stderr=err, text=True, env=env,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))   # even under nohup
         try:
             for line in proc.stdout:   # blocks until the trainer holds the lock and trains
                 if line.startswith("training base_SAEHD"):
