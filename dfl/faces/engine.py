@@ -8,8 +8,9 @@ tiles 75 -> 33 ms, full range 17 -> 3.5 ms), which is what extraction spends its
 The ONNX graph is traced from the PyTorch graph (:class:`dfl.faces.tflite_graph.TFLiteGraph`), so there is one
 implementation of every op; it is cached in ``$DFL_HOME/cache/onnx`` (default ``~/.dfl``) under a key of the
 weights, the graph code and the torch version, and checked against PyTorch on a fixed input when it is made
-(a graph that disagrees is not used; a damaged cache file is made again).  onnxruntime not installed, a GPU
-device, or ``DFL_FACE_ENGINE=torch``: the PyTorch graph runs.  ``onnx`` is needed only to make the ONNX file.
+(a graph that disagrees is not used); each file is named by its own digest, so a damaged one is made again.
+onnxruntime not installed, a GPU device, or ``DFL_FACE_ENGINE=torch``: the PyTorch graph runs.  ``onnx`` is
+needed only to make the ONNX file.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dfl.faces.tflite_graph import TFLiteGraph
 ENGINE_ENV = "DFL_FACE_ENGINE"   # "torch" keeps these graphs in PyTorch (default: onnxruntime on the CPU)
 OPSET = 17                       # GridSample (the attention model's crops) needs 16+
 CHECK_ATOL = 1e-3                # onnxruntime vs torch on the check input (measured differences ~1e-4)
+
 
 def wanted(device: torch.device) -> bool:
     """Whether graphs on ``device`` go through onnxruntime now: on the CPU when it is installed, unless
@@ -106,18 +108,38 @@ class GraphEngine:
         opts.log_severity_level = 3
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
-        path = cache_dir() / f"{self.weights.stem}-{self._key(outputs)}.onnx"
+        key = self._key(outputs)
+        model = self._cached(key)
+        if model is None:
+            model = self._export(outputs)
+            self._store(key, model)
+        return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+
+    # ------------------------------------------------------------------------------------------ the cache
+    def _cached(self, key: str) -> bytes | None:
+        """The cached ONNX for ``key`` whose bytes still hash to the digest in its name (else None: not made
+        yet, or damaged, then made again)."""
+        for path in cache_dir().glob(f"{self.weights.stem}-{key}-*.onnx"):
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            if _digest(data) == path.stem.rsplit("-", 1)[-1]:
+                return data
+        return None
+
+    def _store(self, key: str, model: bytes) -> None:
+        """Cache ``model`` (named by ``key`` and its own digest), replacing damaged files of the same key."""
+        folder = cache_dir()
+        path = folder / f"{self.weights.stem}-{key}-{_digest(model)}.onnx"
         try:
-            return ort.InferenceSession(path.read_bytes(), opts, providers=["CPUExecutionProvider"])
-        except Exception:  # not made yet, or damaged (a full disk, an editor): made again
-            pass
-        model = self._export(outputs)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(path, model)
+            for old in folder.glob(f"{self.weights.stem}-{key}-*.onnx"):
+                if old != path:
+                    old.unlink(missing_ok=True)   # a damaged copy (the cache is dfl's own, not the user's)
         except OSError:
             pass  # a read-only home only costs the export next time
-        return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
     def _key(self, outputs: tuple[int, ...]) -> str:
         h = hashlib.sha256()
@@ -147,6 +169,10 @@ class GraphEngine:
                 raise ValueError(f"the ONNX graph disagrees with PyTorch (max difference "
                                  f"{float(np.abs(g - w).max()) if g.shape == w.shape else 'shape'})")
         return model
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 class _Outputs(torch.nn.Module):
