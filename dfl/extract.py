@@ -411,7 +411,9 @@ class _Extraction:
         self.todo, self.opts, self.aligned_dir, self.debug_dir = todo, opts, aligned_dir, debug_dir
         self.existing, self.done, self.summary, self.report = existing, done, summary, report
         self.workers, self.torch_threads = _threads(opts, detector, landmarker, available_cores())
-        detector, landmarker = serialized(detector), serialized(landmarker)   # dlib's, one call at a time
+        # dlib's, and anything on Apple's GPU (MPS is not safe to drive from several threads): one call at a time
+        mps = torch.device(_device_of(detector, landmarker)).type == "mps"
+        detector, landmarker = serialized(detector, mps), serialized(landmarker, mps)
         self.times = StageTimes()
         verifier = FaceVerifier(_device_of(detector, landmarker)) if opts.min_confidence > 0 else None
         self.finders = [_FrameFinder(detector, landmarker, verifier, opts, self.times) for _ in range(self.workers)]

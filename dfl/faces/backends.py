@@ -65,10 +65,10 @@ class _Serialized:
         return one_at_a_time
 
 
-def serialized(backend: Any) -> Any:
-    """``backend`` itself when it may be called from several threads at once (``thread_safe``), else a wrapper
-    whose calls wait for each other."""
-    return backend if getattr(backend, "thread_safe", False) else _Serialized(backend)
+def serialized(backend: Any, always: bool = False) -> Any:
+    """``backend`` itself when it may be called from several threads at once (``thread_safe``, and not
+    ``always``), else a wrapper whose calls wait for each other."""
+    return backend if getattr(backend, "thread_safe", False) and not always else _Serialized(backend)
 
 
 def empty_boxes() -> np.ndarray:
