@@ -85,8 +85,8 @@ class ExtractOptions:
     overwrite: bool = False
     batch_size: int = 8
     interpolation: str = "linear"          # aligned-face resampling, see INTERPOLATIONS
-    workers: int = 0                       # decode/write threads per pool; 0 = auto (half the cores, >= 2)
-    torch_threads: int = 0                 # torch intra-op threads while extracting; 0 = auto (see below)
+    workers: int = 0                       # runs worked on at once, a thread each; 0 = auto (see _threads)
+    torch_threads: int = 0                 # torch intra-op threads while extracting; 0 = auto (see _threads)
     detect_every: int = DEFAULT_DETECT_EVERY  # video frames: full search at least every N (1 = every frame)
     min_confidence: float = DEFAULT_MIN_CONFIDENCE  # faces below are rejected as not faces; 0 = keep all
 

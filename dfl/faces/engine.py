@@ -141,12 +141,17 @@ class GraphEngine:
         except OSError:
             pass  # a read-only home only costs the export next time
 
-    def _key(self, outputs: tuple[int, ...]) -> str:
+    @functools.cached_property
+    def _source(self) -> str:
+        """Digest of what the ONNX graph is made from: the weights, the graph code, torch (read once)."""
         h = hashlib.sha256()
         h.update(self.weights.read_bytes())
         h.update(Path(tflite_graph.__file__).read_bytes())
-        h.update(f"{torch.__version__}|{OPSET}|{outputs}|{self.sample_shape}".encode())
-        return h.hexdigest()[:20]
+        h.update(f"{torch.__version__}|{OPSET}|{self.sample_shape}".encode())
+        return h.hexdigest()
+
+    def _key(self, outputs: tuple[int, ...]) -> str:
+        return hashlib.sha256(f"{self._source}|{outputs}".encode()).hexdigest()[:20]
 
     def _export(self, outputs: tuple[int, ...]) -> bytes:
         import onnxruntime as ort

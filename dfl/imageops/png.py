@@ -121,13 +121,13 @@ def _chunks(data: bytes) -> tuple[int, int, int, bytes] | None:
     whole (CRC checked, as libpng does) and an IEND; None for anything else."""
     pos, size = 8, len(data)
     header, idat, ended = None, [], False
+    crc32 = _isal.crc32 if _isal is not None else zlib.crc32
     while pos + 12 <= size:
         length, kind = struct.unpack(">I4s", data[pos:pos + 8])
         end = pos + 12 + length
         if end > size:
             return None
         body = data[pos + 8:pos + 8 + length]
-        crc32 = _isal.crc32 if _isal is not None else zlib.crc32
         if crc32(body, crc32(kind)) != struct.unpack(">I", data[end - 4:end])[0]:
             return None  # a damaged chunk: OpenCV reports it (None) or reads what it can
         if kind == b"IHDR":
@@ -153,8 +153,7 @@ def _chunks(data: bytes) -> tuple[int, int, int, bytes] | None:
 def _unfilter(rows: np.ndarray, filters: np.ndarray, channels: int) -> np.ndarray:
     """Undo the none / sub / up row filters (PNG spec section 9): each row from the one above, in place order."""
     out = np.empty_like(rows)
-    zero = np.zeros(rows.shape[1], np.uint8)
-    previous = zero
+    previous = np.zeros(rows.shape[1], np.uint8)   # the row above the first
     for i, f in enumerate(filters.tolist()):
         row = out[i]
         if f == 2:
